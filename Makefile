@@ -1,0 +1,41 @@
+# Everything runs from a virtualenv this Makefile creates; only python3 and make are needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help install lint typecheck pytest docs-build test docs clean
+
+help:
+	@echo "make test        lint, type-check, run the tests with coverage, build the docs"
+	@echo "make docs        serve the documentation on http://127.0.0.1:8000"
+	@echo "make clean       remove the virtualenv and build output"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest --cov --cov-report=term-missing
+
+docs-build: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck pytest docs-build
+
+docs: $(STAMP)
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+clean:
+	rm -rf $(VENV) site .coverage .mypy_cache .pytest_cache .ruff_cache

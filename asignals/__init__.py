@@ -1,0 +1,22 @@
+"""Signals for async Python: connect receivers, ``await signal.send(sender, **payload)``."""
+
+from ._autodiscover import autodiscover as autodiscover
+from ._builtins import got_request_exception as got_request_exception
+from ._builtins import request_finished as request_finished
+from ._builtins import request_started as request_started
+from ._signal import AsyncSignal as AsyncSignal
+from ._signal import receiver as receiver
+
+__all__ = [
+    "AsyncSignal",
+    "autodiscover",
+    "got_request_exception",
+    "receiver",
+    "request_finished",
+    "request_started",
+]
+
+# Show users `asignals.AsyncSignal`, not the private module it is defined in.
+for _name in ("AsyncSignal", "autodiscover", "receiver"):
+    globals()[_name].__module__ = __name__
+del _name

@@ -1,0 +1,188 @@
+"""Receiver references: everything about a receiver that is decided at connect time.
+
+A connected receiver becomes a :class:`Connection`. Its ``plan`` is the pair the dispatch
+loop needs on every send, ``(ref, call)``:
+
+* ``ref()`` returns the receiver, or ``None`` once a weakly referenced receiver has been
+  garbage-collected. Strong references use the same zero-argument interface, so the loop
+  never asks which kind it holds.
+* ``call`` says how to call it: :data:`SYNC` (inline on the loop), :data:`ASYNC` (await the
+  coroutine it returns) or an async wrapper that adds a worker thread and/or a timeout.
+
+Nothing on this page runs on the hot path except ``ref()`` and the wrappers.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import weakref
+from collections.abc import Awaitable, Callable, Hashable
+from types import MethodType
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+
+Receiver = Callable[..., Any]
+"""Anything a signal can call: ``receiver(signal=..., sender=..., **payload)``."""
+
+Ref = Callable[[], Any]
+"""A zero-argument callable returning the referent, or ``None`` once it is gone."""
+
+Invoke = Callable[[Receiver, dict[str, Any]], Awaitable[Any]]
+
+SYNC: Final = "sync"
+"""Call inline on the event loop and use the return value."""
+
+ASYNC: Final = "async"
+"""Call, then await the coroutine it returns."""
+
+Call = str | Invoke
+
+
+def strong_ref(obj: object) -> Ref:
+    """Return a zero-argument callable that always returns *obj*.
+
+    ``itertools.repeat(obj).__next__`` is implemented in C, so calling it costs the same as
+    calling a ``weakref.ref``: strong and weak receivers go through one path in the loop.
+    """
+    return itertools.repeat(obj).__next__
+
+
+def describe(obj: object) -> str:
+    """A short, human name for a receiver or sender, for error messages and logs."""
+    if isinstance(obj, functools.partial):
+        return f"functools.partial({describe(obj.func)}, ...)"
+    qualname = getattr(obj, "__qualname__", None)
+    module = getattr(obj, "__module__", None)
+    if isinstance(qualname, str):
+        return f"{module}.{qualname}" if isinstance(module, str) else qualname
+    return repr(obj)
+
+
+def is_coroutine_callable(obj: object) -> bool:
+    """Tell whether calling *obj* returns a coroutine that must be awaited.
+
+    Covers coroutine functions, bound methods, ``functools.partial`` (nested), objects whose
+    class defines ``async def __call__``, functions marked with
+    ``inspect.markcoroutinefunction`` and wrappers made with ``functools.wraps`` around a
+    coroutine function (a plain ``def`` wrapper that returns the wrapped call's coroutine).
+    """
+    seen: set[int] = set()
+    while id(obj) not in seen:
+        seen.add(id(obj))
+        if inspect.iscoroutinefunction(obj):
+            return True
+        if isinstance(obj, functools.partial):
+            obj = obj.func
+        elif isinstance(obj, MethodType):
+            obj = obj.__func__
+        elif hasattr(obj, "__wrapped__"):
+            obj = obj.__wrapped__
+        elif callable(obj) and not inspect.isroutine(obj) and not isinstance(obj, type):
+            # A callable instance: what matters is its class's __call__.
+            obj = type(obj).__call__
+        else:
+            return False
+    return False
+
+
+def accepts_var_keyword(receiver: Receiver) -> bool:
+    """Tell whether *receiver* takes ``**kwargs`` (True when its signature is unknowable)."""
+    try:
+        signature = inspect.signature(receiver)
+    except (TypeError, ValueError):
+        # Some builtins have no introspectable signature: give them the benefit of the doubt.
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+
+
+def make_ref(obj: Any, weak: bool, on_death: Callable[[Any], None] | None) -> Ref:
+    """Reference *obj* weakly (bound methods through ``WeakMethod``) or strongly.
+
+    Raises TypeError when *weak* is asked of an object that cannot be weakly referenced.
+    """
+    if not weak:
+        return strong_ref(obj)
+    if isinstance(obj, MethodType):
+        return weakref.WeakMethod(obj, on_death)
+    return weakref.ref(obj, on_death)
+
+
+def same_target(target: Any, receiver: Receiver | None) -> bool:
+    """Identity test that treats two bound-method objects of one method as the same.
+
+    The bound-method object is created anew on every attribute access, so its id is not
+    stable; the function and the instance it binds are.
+    """
+    if target is receiver:
+        return True
+    return (
+        isinstance(target, MethodType)
+        and isinstance(receiver, MethodType)
+        and target.__func__ is receiver.__func__
+        and target.__self__ is receiver.__self__
+    )
+
+
+def make_call(is_async: bool, to_thread: bool, timeout: float | None) -> Call:
+    """Choose once, at connect time, how the dispatch loop will call a receiver."""
+    if to_thread:
+        # With a timeout the thread cannot be interrupted: abandon it so the caller gets its
+        # TimeoutError on time; the thread finishes in the background.
+        abandon = timeout is not None
+
+        async def in_thread(receiver: Receiver, kwargs: dict[str, Any]) -> Any:
+            with anyio.fail_after(timeout):
+                return await anyio.to_thread.run_sync(
+                    functools.partial(receiver, **kwargs), abandon_on_cancel=abandon
+                )
+
+        return in_thread
+    if not is_async:
+        return SYNC
+    if timeout is None:
+        return ASYNC
+
+    async def with_timeout(receiver: Receiver, kwargs: dict[str, Any]) -> Any:
+        with anyio.fail_after(timeout):
+            return await receiver(**kwargs)
+
+    return with_timeout
+
+
+class Connection:
+    """One ``connect()`` call: the receiver reference, its sender filter and how to call it."""
+
+    __slots__ = ("__weakref__", "dispatch_uid", "plan", "ref", "sender_ref")
+
+    def __init__(
+        self,
+        ref: Ref,
+        sender_ref: Ref | None,
+        dispatch_uid: Hashable | None,
+        call: Call,
+    ) -> None:
+        self.ref = ref
+        self.sender_ref = sender_ref  # None: any sender
+        self.dispatch_uid = dispatch_uid
+        self.plan: tuple[Ref, Call] = (ref, call)
+
+    @property
+    def alive(self) -> bool:
+        return self.ref() is not None and (self.sender_ref is None or self.sender_ref() is not None)
+
+    def is_for(self, sender: Any) -> bool:
+        """Connected for exactly this sender (``None``: connected for any sender)."""
+        if sender is None:
+            return self.sender_ref is None
+        return self.sender_ref is not None and self.sender_ref() is sender
+
+    def matches(self, receiver: Receiver | None, dispatch_uid: Hashable | None) -> bool:
+        """Same receiver (by identity) or same ``dispatch_uid``; dead ones never match."""
+        if dispatch_uid is not None:
+            return self.dispatch_uid == dispatch_uid and self.alive
+        target = self.ref()
+        return self.dispatch_uid is None and target is not None and same_target(target, receiver)

@@ -1,0 +1,432 @@
+"""``AsyncSignal``: connecting receivers and sending to them."""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections.abc import Callable, Coroutine, Hashable, Iterable
+from typing import Any, TypeVar
+
+from ._dispatch import Plan, Responses, run_concurrently, run_in_order
+from ._receivers import (
+    Connection,
+    Receiver,
+    Ref,
+    accepts_var_keyword,
+    describe,
+    is_coroutine_callable,
+    make_call,
+    make_ref,
+    strong_ref,
+)
+
+R = TypeVar("R", bound=Callable[..., Any])
+
+SendHook = Callable[[Any, dict[str, Any], Plan], Plan]
+"""Installed by :mod:`asignals.testing`: sees every send and may replace its plan."""
+
+
+class AsyncSignal:
+    """A named event that async code can ``await`` receivers for.
+
+    Receivers are called as ``receiver(signal=signal, sender=sender, **payload)``, in the
+    order they were connected, sync and coroutine receivers alike.
+
+    Args:
+        name: Shown in ``repr()``, log records and error messages.
+        max_concurrency: At most this many receivers run at once in one ``gather`` or
+            ``gather_robust`` call (``None``: no limit). Sequential sends ignore it.
+        doc: What the signal means and which payload it carries, for humans.
+
+    Example:
+        ```python
+        order_paid = AsyncSignal("order_paid", doc="Sent with order=... once paid.")
+
+        @receiver(order_paid)
+        async def send_receipt(sender, order, **kwargs):
+            ...
+
+        await order_paid.send(Shop, order=order)
+        ```
+    """
+
+    def __init__(
+        self, name: str, *, max_concurrency: int | None = None, doc: str | None = None
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"AsyncSignal() needs a non-empty string name, got {name!r}")
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+        ):
+            raise TypeError(
+                f"AsyncSignal({name!r}): max_concurrency must be an int or None, "
+                f"got {max_concurrency!r}"
+            )
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(
+                f"AsyncSignal({name!r}): max_concurrency must be at least 1 (or None for no "
+                f"limit), got {max_concurrency}"
+            )
+        self.name = name
+        self.max_concurrency = max_concurrency
+        self.__doc__ = doc
+        # Writers (connect, disconnect, pruning) hold the lock and publish new immutable
+        # tuples; sends read them without locking, so a send keeps the snapshot it started
+        # with and connect() is safe from any thread.
+        self._lock = threading.Lock()
+        self._connections: tuple[Connection, ...] = ()
+        self._any_plan: Plan = ()
+        self._sender_plans: dict[int, tuple[Ref, Plan]] = {}
+        self._hook: SendHook | None = None
+        self._on_death = _death_callback(self)
+
+    def __repr__(self) -> str:
+        return f"<AsyncSignal {self.name!r}>"
+
+    # -- connecting ---------------------------------------------------------------------
+
+    def connect(
+        self,
+        receiver: R,
+        sender: Any = None,
+        *,
+        weak: bool = True,
+        dispatch_uid: Hashable | None = None,
+        to_thread: bool = False,
+        timeout: float | None = None,
+    ) -> R:
+        """Connect *receiver*, to be called on every send from *sender* (``None``: any).
+
+        Connecting the same receiver (or the same *dispatch_uid*) for the same sender again
+        does nothing. Returns *receiver* unchanged, so this works as a decorator.
+
+        Args:
+            receiver: A function, coroutine function, bound method, callable object or
+                ``functools.partial`` accepting ``**kwargs``.
+            sender: Call the receiver only for sends from this object (compared by
+                identity). ``None`` means every sender.
+            weak: Hold the receiver through a weak reference (bound methods through
+                ``weakref.WeakMethod``): once it is garbage-collected it is disconnected.
+                Pass ``weak=False`` for lambdas and other throwaway callables.
+            dispatch_uid: A hashable that identifies the connection instead of the
+                receiver's identity, to prevent duplicates when a module is imported twice.
+            to_thread: Run a blocking sync receiver in a worker thread.
+            timeout: Seconds a coroutine (or ``to_thread``) receiver may take before it is
+                cancelled and ``TimeoutError`` is raised in its place.
+
+        Raises:
+            TypeError: *receiver* is not callable, lacks ``**kwargs``, or cannot be weakly
+                referenced with ``weak=True``; *dispatch_uid* is unhashable.
+            ValueError: *timeout* is not a positive number, *timeout* is asked of an inline
+                sync receiver, or *to_thread* of a coroutine receiver.
+
+        Example:
+            ```python
+            def bump_metrics(sender, **kwargs):
+                metrics.incr("orders")
+
+            order_paid.connect(bump_metrics, sender=Shop)
+            ```
+        """
+        is_async = self._check_receiver(receiver, to_thread, timeout)
+        if dispatch_uid is not None:
+            try:
+                hash(dispatch_uid)
+            except TypeError:
+                raise TypeError(
+                    f"{self!r}.connect(): dispatch_uid must be hashable, got {dispatch_uid!r}; "
+                    f"use a string such as 'myapp.receivers.{getattr(receiver, '__name__', 'f')}'"
+                ) from None
+        try:
+            ref = make_ref(receiver, weak, self._on_death)
+        except TypeError:
+            raise TypeError(
+                f"{self!r}.connect(): {describe(receiver)} cannot be weakly referenced; "
+                f"pass weak=False to keep a strong reference to it"
+            ) from None
+        sender_ref = None if sender is None else _sender_ref(sender, self._on_death)
+        connection = Connection(
+            ref, sender_ref, dispatch_uid, make_call(is_async, to_thread, timeout)
+        )
+        with self._lock:
+            live = [c for c in self._connections if c.alive]
+            if not any(c.is_for(sender) and c.matches(receiver, dispatch_uid) for c in live):
+                live.append(connection)
+            self._publish(live)
+        return receiver
+
+    def disconnect(
+        self,
+        receiver: Receiver | None = None,
+        sender: Any = None,
+        *,
+        dispatch_uid: Hashable | None = None,
+    ) -> bool:
+        """Disconnect a receiver connected for *sender*; return whether one was.
+
+        Name the receiver, or the *dispatch_uid* it was connected with.
+
+        Example:
+            ```python
+            assert order_paid.disconnect(bump_metrics, sender=Shop)
+            ```
+        """
+        if receiver is None and dispatch_uid is None:
+            raise TypeError(
+                f"{self!r}.disconnect() needs the receiver or the dispatch_uid it was "
+                f"connected with"
+            )
+        with self._lock:
+            live = [c for c in self._connections if c.alive]
+            kept = [c for c in live if not (c.is_for(sender) and c.matches(receiver, dispatch_uid))]
+            self._publish(kept)
+        return len(kept) < len(live)
+
+    def receivers_for(self, sender: Any = None) -> list[Receiver]:
+        """The live receivers a send from *sender* would call, in call order.
+
+        ``receivers_for(None)`` lists the receivers connected for any sender.
+        """
+        return [r for ref, _ in self._plan_for(sender) if (r := ref()) is not None]
+
+    def has_listeners(self, sender: Any = None) -> bool:
+        """Whether a send from *sender* would call at least one receiver."""
+        return any(ref() is not None for ref, _ in self._plan_for(sender))
+
+    # -- sending ------------------------------------------------------------------------
+    # Each send method is a plain function returning the loop's coroutine, so a send
+    # creates one coroutine, not two; `await signal.send(...)` reads the same.
+
+    def send(
+        self, sender: Any = None, /, *args: Any, **named: Any
+    ) -> Coroutine[Any, Any, Responses]:
+        """Call the receivers one after another; the first exception propagates at once.
+
+        Returns ``[(receiver, response), ...]`` in connection order.
+
+        Example:
+            ```python
+            results = await order_paid.send(Shop, order=order)
+            ```
+        """
+        plan = self._prepare(sender, args, named)
+        return run_in_order(self, plan, named, False)
+
+    def send_robust(
+        self, sender: Any = None, /, *args: Any, **named: Any
+    ) -> Coroutine[Any, Any, Responses]:
+        """Like :meth:`send`, but an ``Exception`` becomes that receiver's response.
+
+        Each such exception (traceback attached) is logged to the ``asignals`` logger and
+        the remaining receivers still run. Cancellation and other ``BaseException``\\ s
+        propagate.
+
+        Example:
+            ```python
+            for receiver, response in await order_paid.send_robust(Shop, order=order):
+                if isinstance(response, Exception):
+                    ...
+            ```
+        """
+        plan = self._prepare(sender, args, named)
+        return run_in_order(self, plan, named, True)
+
+    def gather(
+        self, sender: Any = None, /, *args: Any, **named: Any
+    ) -> Coroutine[Any, Any, Responses]:
+        """Run the receivers concurrently; responses in connection order.
+
+        Structured: the first failure cancels the other receivers and raises an
+        ``ExceptionGroup``; when ``gather`` returns or raises, no receiver is still running.
+
+        Example:
+            ```python
+            results = await order_paid.gather(Shop, order=order)
+            ```
+        """
+        plan = self._prepare(sender, args, named)
+        return run_concurrently(self, plan, named, False, self.max_concurrency)
+
+    def gather_robust(
+        self, sender: Any = None, /, *args: Any, **named: Any
+    ) -> Coroutine[Any, Any, Responses]:
+        """Run the receivers concurrently, each to completion; exceptions become responses.
+
+        Example:
+            ```python
+            results = await order_paid.gather_robust(Shop, order=order)
+            ```
+        """
+        plan = self._prepare(sender, args, named)
+        return run_concurrently(self, plan, named, True, self.max_concurrency)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _prepare(self, sender: Any, args: tuple[Any, ...], named: dict[str, Any]) -> Plan:
+        """Check a send's arguments, fill in ``signal`` and ``sender``, return its plan."""
+        if args or "sender" in named or "signal" in named:
+            sender = self._fix_send_arguments(sender, args, named)
+        sender_plan = self._sender_plans.get(id(sender))
+        if sender_plan is not None and sender_plan[0]() is sender:
+            plan = sender_plan[1]
+        else:
+            plan = self._any_plan
+        if self._hook is not None:
+            plan = self._hook(sender, named, plan)
+        named["signal"] = self
+        named["sender"] = sender
+        return plan
+
+    def _fix_send_arguments(self, sender: Any, args: tuple[Any, ...], named: dict[str, Any]) -> Any:
+        if args:
+            raise TypeError(
+                f"{self!r}: the payload of a send is keyword-only; got {len(args)} extra "
+                f"positional argument(s). Call send(sender, name=value, ...)"
+            )
+        if "signal" in named:
+            raise TypeError(
+                f"{self!r}: 'signal' is reserved (receivers get the signal as signal=...); "
+                f"rename that payload item"
+            )
+        if sender is not None:
+            raise TypeError(f"{self!r}: sender given both positionally and as sender=...")
+        return named.pop("sender")
+
+    def _is_connected(self, receiver: Receiver, sender: Any) -> bool:
+        return any(c.is_for(sender) and c.matches(receiver, None) for c in self._connections)
+
+    def _plan_for(self, sender: Any) -> Plan:
+        sender_plan = self._sender_plans.get(id(sender))
+        if sender_plan is not None and sender_plan[0]() is sender:
+            return sender_plan[1]
+        return self._any_plan
+
+    def _check_receiver(self, receiver: Any, to_thread: bool, timeout: float | None) -> bool:
+        """Validate a receiver and its options; return whether it is a coroutine receiver."""
+        if not callable(receiver):
+            raise TypeError(f"{self!r}.connect(): receivers must be callable, got {receiver!r}")
+        if not accepts_var_keyword(receiver):
+            raise TypeError(
+                f"Signal receivers must accept keyword arguments (**kwargs): add **kwargs to "
+                f"{describe(receiver)} before connecting it to {self!r}"
+            )
+        is_async = is_coroutine_callable(receiver)
+        if to_thread and is_async:
+            raise ValueError(
+                f"{self!r}.connect(): to_thread=True is for blocking sync receivers, but "
+                f"{describe(receiver)} is a coroutine receiver; drop to_thread"
+            )
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+                raise TypeError(
+                    f"{self!r}.connect(): timeout must be a number of seconds, got {timeout!r}"
+                )
+            if not (timeout > 0 and math.isfinite(timeout)):
+                raise ValueError(
+                    f"{self!r}.connect(): timeout must be a positive, finite number of "
+                    f"seconds, got {timeout!r}"
+                )
+            if not (is_async or to_thread):
+                raise ValueError(
+                    f"{self!r}.connect(): {describe(receiver)} is a sync receiver that runs "
+                    f"inline on the event loop, where it cannot be interrupted, so it takes "
+                    f"no timeout; pass to_thread=True as well, or make it a coroutine function"
+                )
+        return is_async
+
+    def _publish(self, connections: list[Connection]) -> None:
+        """Store *connections* and precompute each sender's plan. Hold the lock."""
+        any_plan = tuple(c.plan for c in connections if c.sender_ref is None)
+        sender_plans: dict[int, tuple[Ref, Plan]] = {}
+        for connection in connections:
+            sender_ref = connection.sender_ref
+            target = None if sender_ref is None else sender_ref()
+            if sender_ref is None or target is None or id(target) in sender_plans:
+                continue
+            sender_plans[id(target)] = (
+                sender_ref,
+                tuple(c.plan for c in connections if c.sender_ref is None or c.is_for(target)),
+            )
+        self._connections = tuple(connections)
+        self._sender_plans = sender_plans
+        self._any_plan = any_plan
+
+    def _prune(self) -> None:
+        """Drop connections whose receiver or sender was garbage-collected."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self._publish([c for c in self._connections if c.alive])
+            finally:
+                self._lock.release()
+        # Otherwise a connect() or disconnect() is running (perhaps in this very thread, if
+        # the collection happened inside it) and the next one prunes. Until then the loop
+        # skips the dead reference: it returns None.
+
+
+def _death_callback(signal: AsyncSignal) -> Callable[[Any], None]:
+    """A weakref callback that prunes *signal* without keeping it alive."""
+    signal_ref = weakref.ref(signal)
+
+    def on_death(_: Any) -> None:
+        alive = signal_ref()
+        if alive is not None:
+            alive._prune()
+
+    return on_death
+
+
+def _sender_ref(sender: Any, on_death: Callable[[Any], None]) -> Ref:
+    """Reference a sender weakly when possible, so that connecting does not keep it alive."""
+    try:
+        return weakref.ref(sender, on_death)
+    except TypeError:
+        # Strings, numbers, tuples: no weak references to them exist, so the connection
+        # holds the sender the user named (it is compared by identity, never by id() alone).
+        return strong_ref(sender)
+
+
+def _as_list(signals: Any) -> list[Any]:
+    try:
+        return list(signals)
+    except TypeError:
+        return []
+
+
+def receiver(
+    signal: AsyncSignal | Iterable[AsyncSignal],
+    *,
+    sender: Any = None,
+    weak: bool = True,
+    dispatch_uid: Hashable | None = None,
+    to_thread: bool = False,
+    timeout: float | None = None,
+) -> Callable[[R], R]:
+    """Decorator connecting the function below it to one signal or to each of several.
+
+    Takes every option of :meth:`AsyncSignal.connect` and returns the function unchanged.
+
+    Example:
+        ```python
+        @receiver([order_paid, order_refunded], sender=Shop)
+        async def refresh_totals(sender, **kwargs):
+            ...
+        ```
+    """
+    signals = [signal] if isinstance(signal, AsyncSignal) else _as_list(signal)
+    if not signals or not all(isinstance(item, AsyncSignal) for item in signals):
+        raise TypeError(f"@receiver() takes an AsyncSignal or a list of them, got {signal!r}")
+
+    def connect_to_all(func: R) -> R:
+        for item in signals:
+            item.connect(
+                func,
+                sender,
+                weak=weak,
+                dispatch_uid=dispatch_uid,
+                to_thread=to_thread,
+                timeout=timeout,
+            )
+        return func
+
+    return connect_to_all
