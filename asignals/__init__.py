@@ -1,6 +1,8 @@
 """Signals for async Python: connect receivers, ``await signal.send(sender, **payload)``."""
 
 from ._autodiscover import autodiscover as autodiscover
+from ._builtins import app_started as app_started
+from ._builtins import app_stopping as app_stopping
 from ._builtins import got_request_exception as got_request_exception
 from ._builtins import request_finished as request_finished
 from ._builtins import request_started as request_started
@@ -9,6 +11,8 @@ from ._signal import receiver as receiver
 
 __all__ = [
     "AsyncSignal",
+    "app_started",
+    "app_stopping",
     "autodiscover",
     "got_request_exception",
     "receiver",

@@ -19,3 +19,14 @@ got_request_exception = AsyncSignal(
     "got_request_exception",
     doc="Sent when an exception escapes the application. Payload: scope, exception.",
 )
+app_started = AsyncSignal(
+    "app_started",
+    doc=(
+        "Sent when the application reports lifespan startup complete, before the server "
+        "starts serving. Payload: scope (the lifespan scope, with its 'state')."
+    ),
+)
+app_stopping = AsyncSignal(
+    "app_stopping",
+    doc="Sent when the server begins the lifespan shutdown. Payload: scope.",
+)

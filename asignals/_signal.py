@@ -192,7 +192,11 @@ class AsyncSignal:
 
     def has_listeners(self, sender: Any = None) -> bool:
         """Whether a send from *sender* would call at least one receiver."""
-        return any(ref() is not None for ref, _ in self._plan_for(sender))
+        # A plain loop, not any(): the ASGI middleware asks this on every request.
+        for ref, _ in self._plan_for(sender):
+            if ref() is not None:
+                return True
+        return False
 
     # -- sending ------------------------------------------------------------------------
     # Each send method is a plain function returning the loop's coroutine, so a send
