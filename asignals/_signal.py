@@ -193,7 +193,7 @@ class AsyncSignal:
     def has_listeners(self, sender: Any = None) -> bool:
         """Whether a send from *sender* would call at least one receiver."""
         # A plain loop, not any(): the ASGI middleware asks this on every request.
-        for ref, _ in self._plan_for(sender):
+        for ref, _ in self._plan_for(sender):  # noqa: SIM110
             if ref() is not None:
                 return True
         return False
