@@ -4,10 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install lint typecheck pytest docs-build test docs clean
+.PHONY: help install lint typecheck pytest docs-build test docs demo clean
 
 help:
 	@echo "make test        lint, type-check, run the tests with coverage, build the docs"
+	@echo "make demo        run the FastAPI demo shop on http://127.0.0.1:8000"
 	@echo "make docs        serve the documentation on http://127.0.0.1:8000"
 	@echo "make clean       remove the virtualenv and build output"
 
@@ -36,6 +37,10 @@ test: lint typecheck pytest docs-build
 
 docs: $(STAMP)
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+demo: $(STAMP)
+	@echo "Open http://127.0.0.1:8000 or: curl -X POST 127.0.0.1:8000/orders -H 'content-type: application/json' -d '{\"item\": \"pizza\"}'"
+	$(BIN)/uvicorn --app-dir docs/examples demo_app:app --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf $(VENV) site .coverage .mypy_cache .pytest_cache .ruff_cache
