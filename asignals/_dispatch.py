@@ -1,17 +1,26 @@
 """The dispatch loop: how a send calls its receivers.
 
-There is one loop, :func:`run_in_order`. ``send`` and ``send_robust`` run it over the whole
+There is one loop, :data:`LOOP_SOURCE`. ``send`` and ``send_robust`` run it over the whole
 plan; ``gather`` and ``gather_robust`` run it over one receiver at a time, in concurrent
 tasks of one task group (:func:`run_concurrently`). Error handling therefore lives in one
 place: ``robust`` turns an ``Exception`` into that receiver's response; anything else
 (cancellation included) always propagates.
+
+Why the loop is compiled per payload shape: calling ``receiver(**kwargs)`` makes CPython
+unpack the dict into a fresh argument array on every call, which costs as much as the
+call itself. A loop compiled for the payload names ``order`` and ``user`` instead passes
+``order=order, user=user`` as literal keywords, like hand-written code does. Each shape is
+compiled once and cached; payloads whose names cannot be spelled as literal keywords use
+the same loop compiled with ``**payload``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import keyword
+import linecache
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -25,6 +34,8 @@ logger = logging.getLogger("asignals")
 
 Plan = Sequence[tuple[Ref, Call]]
 Responses = list[tuple[Receiver, Any]]
+Loop = Callable[..., Coroutine[Any, Any, Responses]]
+"""``loop(signal, plan, robust, sender, /, **payload)``: the compiled dispatch loop."""
 
 
 def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> None:
@@ -38,22 +49,21 @@ def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> None
     )
 
 
-async def run_in_order(
-    signal: AsyncSignal, plan: Plan, kwargs: dict[str, Any], robust: bool
-) -> Responses:
-    """Call every live receiver of *plan* in order and collect ``(receiver, response)``."""
-    responses: Responses = []
+LOOP_SOURCE = '''\
+async def run_in_order(signal, plan, robust, sender, /, {params}):
+    """Call every live receiver of *plan* in order; collect (receiver, response) pairs."""
+    responses = []
     for ref, call in plan:
         receiver = ref()
         if receiver is None:  # garbage-collected since the plan was built
             continue
         try:
             if call is SYNC:
-                response = receiver(**kwargs)
+                response = receiver(signal=signal, sender=sender, {arguments})
             elif call is ASYNC:
-                response = await receiver(**kwargs)
-            else:
-                response = await call(receiver, kwargs)  # type: ignore[operator]
+                response = await receiver(signal=signal, sender=sender, {arguments})
+            else:  # to_thread and/or timeout
+                response = await call(receiver, dict(signal=signal, sender=sender, {arguments}))
         except Exception as exc:
             if not robust:
                 raise
@@ -61,12 +71,58 @@ async def run_in_order(
             response = exc
         responses.append((receiver, response))
     return responses
+'''
+
+# Names the loop uses itself: a payload item called `plan` must not shadow them.
+_LOOP_NAMES = frozenset(
+    {"signal", "plan", "robust", "sender", "responses", "ref", "call", "receiver", "response"}
+    | {"exc", "SYNC", "ASYNC", "log_failure", "dict"}
+)
+_MAX_SHAPES = 256  # beyond this many payload shapes, new ones share the ** loop
+_loops: dict[tuple[str, ...], Loop] = {}
+
+
+def _compile(names: tuple[str, ...] | None) -> Loop:
+    """Compile the loop for these payload names (``None``: any names, through ``**``)."""
+    if names is None:
+        params = arguments = "**payload"
+    else:
+        params = f"*, {', '.join(names)}" if names else ""
+        arguments = ", ".join(f"{name}={name}" for name in names)
+    source = LOOP_SOURCE.format(params=params, arguments=arguments)
+    # A distinct file name per shape, registered with linecache, so that tracebacks through
+    # the loop show its source lines.
+    filename = f"<asignals dispatch loop ({'**' if names is None else ', '.join(names)})>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {"SYNC": SYNC, "ASYNC": ASYNC, "log_failure": log_failure}
+    exec(compile(source, filename, "exec"), namespace)
+    loop: Loop = namespace["run_in_order"]
+    return loop
+
+
+_any_payload_loop = _compile(None)
+
+
+def loop_for(payload: dict[str, Any]) -> Loop:
+    """The dispatch loop for a payload with these names, compiled on first use."""
+    shape = tuple(payload)
+    loop = _loops.get(shape)
+    if loop is None:
+        if len(_loops) >= _MAX_SHAPES:
+            return _any_payload_loop
+        spellable = all(
+            name.isidentifier() and not keyword.iskeyword(name) and name not in _LOOP_NAMES
+            for name in shape
+        )
+        loop = _loops[shape] = _compile(shape) if spellable else _any_payload_loop
+    return loop
 
 
 async def run_concurrently(
     signal: AsyncSignal,
     plan: Plan,
-    kwargs: dict[str, Any],
+    sender: Any,
+    payload: dict[str, Any],
     robust: bool,
     max_concurrency: int | None,
 ) -> Responses:
@@ -78,13 +134,14 @@ async def run_concurrently(
     """
     if not plan:
         return []
+    loop = loop_for(payload)
     slots: list[Responses] = [[] for _ in plan]  # a dead receiver leaves its slot empty
     indexes: Iterator[int] = iter(range(len(plan)))
 
     async def worker() -> None:
         # Workers share one iterator, so at most `workers` receivers run at once.
         for index in indexes:
-            slots[index] = await run_in_order(signal, (plan[index],), kwargs, robust)
+            slots[index] = await loop(signal, (plan[index],), robust, sender, **payload)
 
     workers = len(plan) if max_concurrency is None else min(max_concurrency, len(plan))
     if _running_asyncio():

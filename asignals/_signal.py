@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Hashable, Iterable
 from typing import Any, TypeVar
 
-from ._dispatch import Plan, Responses, run_concurrently, run_in_order
+from ._dispatch import Plan, Responses, loop_for, run_concurrently
 from ._receivers import (
     Connection,
     Receiver,
@@ -214,8 +214,7 @@ class AsyncSignal:
             results = await order_paid.send(Shop, order=order)
             ```
         """
-        plan = self._prepare(sender, args, named)
-        return run_in_order(self, plan, named, False)
+        return self._start(False, False, sender, args, named)
 
     def send_robust(
         self, sender: Any = None, /, *args: Any, **named: Any
@@ -233,8 +232,7 @@ class AsyncSignal:
                     ...
             ```
         """
-        plan = self._prepare(sender, args, named)
-        return run_in_order(self, plan, named, True)
+        return self._start(False, True, sender, args, named)
 
     def gather(
         self, sender: Any = None, /, *args: Any, **named: Any
@@ -249,8 +247,7 @@ class AsyncSignal:
             results = await order_paid.gather(Shop, order=order)
             ```
         """
-        plan = self._prepare(sender, args, named)
-        return run_concurrently(self, plan, named, False, self.max_concurrency)
+        return self._start(True, False, sender, args, named)
 
     def gather_robust(
         self, sender: Any = None, /, *args: Any, **named: Any
@@ -262,25 +259,31 @@ class AsyncSignal:
             results = await order_paid.gather_robust(Shop, order=order)
             ```
         """
-        plan = self._prepare(sender, args, named)
-        return run_concurrently(self, plan, named, True, self.max_concurrency)
+        return self._start(True, True, sender, args, named)
 
     # -- internals ----------------------------------------------------------------------
 
-    def _prepare(self, sender: Any, args: tuple[Any, ...], named: dict[str, Any]) -> Plan:
-        """Check a send's arguments, fill in ``signal`` and ``sender``, return its plan."""
-        if args or "sender" in named or "signal" in named:
-            sender = self._fix_send_arguments(sender, args, named)
+    def _start(
+        self,
+        concurrent: bool,
+        robust: bool,
+        sender: Any,
+        args: tuple[Any, ...],
+        payload: dict[str, Any],
+    ) -> Coroutine[Any, Any, Responses]:
+        """The one send prologue: check the arguments, find the plan, start the loop."""
+        if args or "sender" in payload or "signal" in payload:
+            sender = self._fix_send_arguments(sender, args, payload)
         sender_plan = self._sender_plans.get(id(sender))
         if sender_plan is not None and sender_plan[0]() is sender:
             plan = sender_plan[1]
         else:
             plan = self._any_plan
         if self._hook is not None:
-            plan = self._hook(sender, named, plan)
-        named["signal"] = self
-        named["sender"] = sender
-        return plan
+            plan = self._hook(sender, payload, plan)
+        if concurrent:
+            return run_concurrently(self, plan, sender, payload, robust, self.max_concurrency)
+        return loop_for(payload)(self, plan, robust, sender, **payload)
 
     def _fix_send_arguments(self, sender: Any, args: tuple[Any, ...], named: dict[str, Any]) -> Any:
         if args:
