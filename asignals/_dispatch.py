@@ -20,7 +20,8 @@ import asyncio
 import keyword
 import linecache
 import logging
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -50,7 +51,7 @@ def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> None
 
 
 LOOP_SOURCE = '''\
-async def run_in_order(signal, plan, robust, sender, /, {params}):
+async def run_in_order(signal, plan, robust, sender, /{params}):
     """Call every live receiver of *plan* in order; collect (receiver, response) pairs."""
     responses = []
     for ref, call in plan:
@@ -59,11 +60,11 @@ async def run_in_order(signal, plan, robust, sender, /, {params}):
             continue
         try:
             if call is SYNC:
-                response = receiver(signal=signal, sender=sender, {arguments})
+                response = receiver({arguments})
             elif call is ASYNC:
-                response = await receiver(signal=signal, sender=sender, {arguments})
+                response = await receiver({arguments})
             else:  # to_thread and/or timeout
-                response = await call(receiver, dict(signal=signal, sender=sender, {arguments}))
+                response = await call(receiver, dict({arguments}))
         except Exception as exc:
             if not robust:
                 raise
@@ -85,10 +86,11 @@ _loops: dict[tuple[str, ...], Loop] = {}
 def _compile(names: tuple[str, ...] | None) -> Loop:
     """Compile the loop for these payload names (``None``: any names, through ``**``)."""
     if names is None:
-        params = arguments = "**payload"
+        params, payload = ", **payload", ", **payload"
     else:
-        params = f"*, {', '.join(names)}" if names else ""
-        arguments = ", ".join(f"{name}={name}" for name in names)
+        params = f", *, {', '.join(names)}" if names else ""
+        payload = "".join(f", {name}={name}" for name in names)
+    arguments = f"signal=signal, sender=sender{payload}"
     source = LOOP_SOURCE.format(params=params, arguments=arguments)
     # A distinct file name per shape, registered with linecache, so that tracebacks through
     # the loop show its source lines.
@@ -136,26 +138,55 @@ async def run_concurrently(
         return []
     loop = loop_for(payload)
     slots: list[Responses] = [[] for _ in plan]  # a dead receiver leaves its slot empty
-    indexes: Iterator[int] = iter(range(len(plan)))
 
-    async def worker() -> None:
-        # Workers share one iterator, so at most `workers` receivers run at once.
-        for index in indexes:
-            slots[index] = await loop(signal, (plan[index],), robust, sender, **payload)
+    async def run(index: int) -> None:
+        slots[index] = await loop(signal, (plan[index],), robust, sender, **payload)
 
-    workers = len(plan) if max_concurrency is None else min(max_concurrency, len(plan))
+    if max_concurrency is None:
+        # Sync receivers cannot overlap anything: run them inline (no task); the others get
+        # a task each.
+        starts = [run(index) for index, (_, call) in enumerate(plan) if call is not SYNC]
+        inline = [index for index, (_, call) in enumerate(plan) if call is SYNC]
+    else:
+        # Workers share one iterator, so at most `max_concurrency` receivers run at once.
+        indexes: Iterator[int] = iter(range(len(plan)))
+
+        async def worker() -> None:
+            for index in indexes:
+                await run(index)
+
+        starts = [worker() for _ in range(min(max_concurrency, len(plan)))]
+        inline = []
+    async with _task_group() as start_soon:
+        for coroutine in starts:
+            start_soon(coroutine)
+        for index in inline:
+            await run(index)
+    return [response for slot in slots for response in slot]
+
+
+@asynccontextmanager
+async def _task_group() -> AsyncIterator[Callable[[Coroutine[Any, Any, None]], object]]:
+    """A task group on the running loop; yields its "start this coroutine" function.
+
+    On asyncio it is the stdlib's: the same semantics as anyio's (cancel the siblings on
+    failure, raise an ExceptionGroup, cancel the children with the parent) at a fifth of the
+    cost per task, which would otherwise dominate a gather of quick receivers.
+    """
     if _running_asyncio():
-        # The stdlib task group has the same semantics (cancel siblings on failure, raise an
-        # ExceptionGroup, cancel children with the parent) at a fifth of the cost per task of
-        # anyio's, which would dominate a gather of receivers that return at once.
         async with asyncio.TaskGroup() as asyncio_group:
-            for _ in range(workers):
-                asyncio_group.create_task(worker())
+            yield asyncio_group.create_task
     else:
         async with anyio.create_task_group() as anyio_group:
-            for _ in range(workers):
-                anyio_group.start_soon(worker)
-    return [response for slot in slots for response in slot]
+
+            def start_soon(coroutine: Coroutine[Any, Any, None]) -> None:
+                anyio_group.start_soon(_await, coroutine)
+
+            yield start_soon
+
+
+async def _await(coroutine: Coroutine[Any, Any, None]) -> None:
+    await coroutine
 
 
 def _running_asyncio() -> bool:
