@@ -35,8 +35,8 @@ logger = logging.getLogger("asignals")
 
 Plan = Sequence[tuple[Ref, Call]]
 Responses = list[tuple[Receiver, Any]]
-Loop = Callable[..., Coroutine[Any, Any, Responses]]
-"""``loop(signal, plan, robust, sender, /, **payload)``: the compiled dispatch loop."""
+Loop = Callable[[Any, Plan, bool, Any, dict[str, Any]], Coroutine[Any, Any, Responses]]
+"""``loop(signal, plan, robust, sender, payload)``: the compiled dispatch loop."""
 
 
 def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> None:
@@ -51,8 +51,9 @@ def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> None
 
 
 LOOP_SOURCE = '''\
-async def run_in_order(signal, plan, robust, sender, /{params}):
+async def run_in_order(signal, plan, robust, sender, payload):
     """Call every live receiver of *plan* in order; collect (receiver, response) pairs."""
+    {unpack}
     responses = []
     for ref, call in plan:
         receiver = ref()
@@ -76,22 +77,24 @@ async def run_in_order(signal, plan, robust, sender, /{params}):
 
 # Names the loop uses itself: a payload item called `plan` must not shadow them.
 _LOOP_NAMES = frozenset(
-    {"signal", "plan", "robust", "sender", "responses", "ref", "call", "receiver", "response"}
+    {"signal", "plan", "robust", "sender", "payload", "responses", "ref", "call", "receiver"}
+    | {"response"}
     | {"exc", "SYNC", "ASYNC", "log_failure", "dict"}
 )
 _MAX_SHAPES = 256  # beyond this many payload shapes, new ones share the ** loop
-_loops: dict[tuple[str, ...], Loop] = {}
+loops: dict[tuple[str, ...], Loop] = {}
+"""Compiled loops by payload names; the send path reads it directly."""
 
 
 def _compile(names: tuple[str, ...] | None) -> Loop:
     """Compile the loop for these payload names (``None``: any names, through ``**``)."""
     if names is None:
-        params, payload = ", **payload", ", **payload"
+        unpack, keywords = "", ", **payload"
     else:
-        params = f", *, {', '.join(names)}" if names else ""
-        payload = "".join(f", {name}={name}" for name in names)
-    arguments = f"signal=signal, sender=sender{payload}"
-    source = LOOP_SOURCE.format(params=params, arguments=arguments)
+        unpack = "; ".join(f"{name} = payload[{name!r}]" for name in names)
+        keywords = "".join(f", {name}={name}" for name in names)
+    arguments = f"signal=signal, sender=sender{keywords}"
+    source = LOOP_SOURCE.format(unpack=unpack, arguments=arguments)
     # A distinct file name per shape, registered with linecache, so that tracebacks through
     # the loop show its source lines.
     filename = f"<asignals dispatch loop ({'**' if names is None else ', '.join(names)})>"
@@ -105,18 +108,18 @@ def _compile(names: tuple[str, ...] | None) -> Loop:
 _any_payload_loop = _compile(None)
 
 
-def loop_for(payload: dict[str, Any]) -> Loop:
-    """The dispatch loop for a payload with these names, compiled on first use."""
-    shape = tuple(payload)
-    loop = _loops.get(shape)
+def loop_for(shape: tuple[str, ...]) -> Loop:
+    """The dispatch loop for a payload with these names (the caller has looked in the
+    cache first, which the hot path does inline); compiled on first use."""
+    loop = loops.get(shape)
     if loop is None:
-        if len(_loops) >= _MAX_SHAPES:
+        if len(loops) >= _MAX_SHAPES:
             return _any_payload_loop
         spellable = all(
             name.isidentifier() and not keyword.iskeyword(name) and name not in _LOOP_NAMES
             for name in shape
         )
-        loop = _loops[shape] = _compile(shape) if spellable else _any_payload_loop
+        loop = loops[shape] = _compile(shape) if spellable else _any_payload_loop
     return loop
 
 
@@ -136,33 +139,45 @@ async def run_concurrently(
     """
     if not plan:
         return []
-    loop = loop_for(payload)
-    slots: list[Responses] = [[] for _ in plan]  # a dead receiver leaves its slot empty
+    shape = tuple(payload)
+    loop = loops.get(shape) or loop_for(shape)
+    parts = _parts(plan)
+    slots: list[Responses] = [[] for _ in parts]
 
     async def run(index: int) -> None:
-        slots[index] = await loop(signal, (plan[index],), robust, sender, **payload)
+        slots[index] = await loop(signal, parts[index], robust, sender, payload)
 
     if max_concurrency is None:
-        # Sync receivers cannot overlap anything: run them inline (no task); the others get
-        # a task each.
-        starts = [run(index) for index, (_, call) in enumerate(plan) if call is not SYNC]
-        inline = [index for index, (_, call) in enumerate(plan) if call is SYNC]
+        starts = [run(index) for index in range(len(parts))]
     else:
-        # Workers share one iterator, so at most `max_concurrency` receivers run at once.
-        indexes: Iterator[int] = iter(range(len(plan)))
+        # Workers share one iterator, so at most `max_concurrency` parts run at once.
+        indexes: Iterator[int] = iter(range(len(parts)))
 
         async def worker() -> None:
             for index in indexes:
                 await run(index)
 
-        starts = [worker() for _ in range(min(max_concurrency, len(plan)))]
-        inline = []
+        starts = [worker() for _ in range(min(max_concurrency, len(parts)))]
     async with _task_group() as start_soon:
         for coroutine in starts:
             start_soon(coroutine)
-        for index in inline:
-            await run(index)
     return [response for slot in slots for response in slot]
+
+
+def _parts(plan: Plan) -> list[Plan]:
+    """Split *plan* into the units that run concurrently, in order.
+
+    Each coroutine (or thread) receiver is a unit of its own. Consecutive inline sync
+    receivers cannot overlap anything, so they form one unit: one task for the run instead
+    of one each, and receivers still start in connection order.
+    """
+    parts: list[Plan] = []
+    start = 0
+    for index, (_, call) in enumerate(plan):
+        if call is not SYNC or index + 1 == len(plan) or plan[index + 1][1] is not SYNC:
+            parts.append(plan[start : index + 1])
+            start = index + 1
+    return parts
 
 
 @asynccontextmanager

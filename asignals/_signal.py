@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Hashable, Iterable
 from typing import Any, TypeVar
 
-from ._dispatch import Plan, Responses, loop_for, run_concurrently
+from ._dispatch import Plan, Responses, loop_for, loops, run_concurrently
 from ._receivers import (
     Connection,
     Receiver,
@@ -283,7 +283,9 @@ class AsyncSignal:
             plan = self._hook(sender, payload, plan)
         if concurrent:
             return run_concurrently(self, plan, sender, payload, robust, self.max_concurrency)
-        return loop_for(payload)(self, plan, robust, sender, **payload)
+        shape = tuple(payload)
+        loop = loops.get(shape) or loop_for(shape)
+        return loop(self, plan, robust, sender, payload)
 
     def _fix_send_arguments(self, sender: Any, args: tuple[Any, ...], named: dict[str, Any]) -> Any:
         if args:
