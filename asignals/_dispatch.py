@@ -20,8 +20,7 @@ import asyncio
 import keyword
 import linecache
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -142,26 +141,20 @@ async def run_concurrently(
     shape = tuple(payload)
     loop = loops.get(shape) or loop_for(shape)
     parts = _parts(plan)
-    slots: list[Responses] = [[] for _ in parts]
-
-    async def run(index: int) -> None:
-        slots[index] = await loop(signal, parts[index], robust, sender, payload)
-
-    if max_concurrency is None:
-        starts = [run(index) for index in range(len(parts))]
+    if max_concurrency is None or max_concurrency >= len(parts):
+        outcomes = await _run_all([loop(signal, part, robust, sender, payload) for part in parts])
     else:
         # Workers share one iterator, so at most `max_concurrency` parts run at once.
+        outcomes = [[] for _ in parts]
         indexes: Iterator[int] = iter(range(len(parts)))
 
-        async def worker() -> None:
+        async def worker() -> Responses:
             for index in indexes:
-                await run(index)
+                outcomes[index] = await loop(signal, parts[index], robust, sender, payload)
+            return []
 
-        starts = [worker() for _ in range(min(max_concurrency, len(parts)))]
-    async with _task_group() as start_soon:
-        for coroutine in starts:
-            start_soon(coroutine)
-    return [response for slot in slots for response in slot]
+        await _run_all([worker() for _ in range(max_concurrency)])
+    return [response for responses in outcomes for response in responses]
 
 
 def _parts(plan: Plan) -> list[Plan]:
@@ -180,28 +173,26 @@ def _parts(plan: Plan) -> list[Plan]:
     return parts
 
 
-@asynccontextmanager
-async def _task_group() -> AsyncIterator[Callable[[Coroutine[Any, Any, None]], object]]:
-    """A task group on the running loop; yields its "start this coroutine" function.
+async def _run_all(coroutines: list[Coroutine[Any, Any, Responses]]) -> list[Responses]:
+    """Run *coroutines* as the tasks of one task group; their results in order.
 
-    On asyncio it is the stdlib's: the same semantics as anyio's (cancel the siblings on
-    failure, raise an ExceptionGroup, cancel the children with the parent) at a fifth of the
-    cost per task, which would otherwise dominate a gather of quick receivers.
+    On asyncio the task group is the stdlib's: the same semantics as anyio's (cancel the
+    siblings on failure, raise an ExceptionGroup, cancel the children with the parent) at a
+    fifth of the cost per task, which would otherwise dominate a gather of quick receivers.
     """
     if _running_asyncio():
         async with asyncio.TaskGroup() as asyncio_group:
-            yield asyncio_group.create_task
-    else:
-        async with anyio.create_task_group() as anyio_group:
+            tasks = [asyncio_group.create_task(coroutine) for coroutine in coroutines]
+        return [task.result() for task in tasks]
+    results: list[Responses] = [[] for _ in coroutines]
 
-            def start_soon(coroutine: Coroutine[Any, Any, None]) -> None:
-                anyio_group.start_soon(_await, coroutine)
+    async def run(index: int) -> None:
+        results[index] = await coroutines[index]
 
-            yield start_soon
-
-
-async def _await(coroutine: Coroutine[Any, Any, None]) -> None:
-    await coroutine
+    async with anyio.create_task_group() as anyio_group:
+        for index in range(len(coroutines)):
+            anyio_group.start_soon(run, index)
+    return results
 
 
 def _running_asyncio() -> bool:
