@@ -1,8 +1,8 @@
 """The dispatch loop: how a send calls its receivers.
 
-There is one loop, :data:`LOOP_SOURCE`. ``send`` and ``send_robust`` run it over the whole
+There is one loop, ``LOOP_SOURCE``. ``send`` and ``send_robust`` run it over the whole
 plan; ``gather`` and ``gather_robust`` run it over one receiver at a time, in concurrent
-tasks of one task group (:func:`run_concurrently`). Error handling therefore lives in one
+tasks of one task group (``run_concurrently``). Error handling therefore lives in one
 place: ``robust`` turns an ``Exception`` into that receiver's response; anything else
 (cancellation included) always propagates.
 
@@ -162,7 +162,8 @@ def _parts(plan: Plan) -> list[Plan]:
 
     Each coroutine (or thread) receiver is a unit of its own. Consecutive inline sync
     receivers cannot overlap anything, so they form one unit: one task for the run instead
-    of one each, and receivers still start in connection order.
+    of one each, and a run of sync receivers keeps its order. (Tasks start in connection
+    order on asyncio; trio deliberately varies the start order of sibling tasks.)
     """
     parts: list[Plan] = []
     start = 0

@@ -165,7 +165,14 @@ class AsyncSignal:
     ) -> bool:
         """Disconnect a receiver connected for *sender*; return whether one was.
 
-        Name the receiver, or the *dispatch_uid* it was connected with.
+        Args:
+            receiver: The receiver to disconnect (ignored when *dispatch_uid* is given).
+            sender: The sender it was connected for: ``disconnect(f)`` does not remove a
+                connection made with ``connect(f, sender=Shop)``.
+            dispatch_uid: The ``dispatch_uid`` it was connected with.
+
+        Raises:
+            TypeError: Neither *receiver* nor *dispatch_uid* was given.
 
         Example:
             ```python
@@ -187,11 +194,23 @@ class AsyncSignal:
         """The live receivers a send from *sender* would call, in call order.
 
         ``receivers_for(None)`` lists the receivers connected for any sender.
+
+        Example:
+            ```python
+            assert order_paid.receivers_for(Shop) == [send_receipt, bump_metrics]
+            ```
         """
         return [r for ref, _ in self._plan_for(sender) if (r := ref()) is not None]
 
     def has_listeners(self, sender: Any = None) -> bool:
-        """Whether a send from *sender* would call at least one receiver."""
+        """Whether a send from *sender* would call at least one receiver.
+
+        Example:
+            ```python
+            if order_paid.has_listeners(Shop):
+                await order_paid.send(Shop, order=build_expensive_summary())
+            ```
+        """
         # A plain loop, not any(): the ASGI middleware asks this on every request.
         for ref, _ in self._plan_for(sender):  # noqa: SIM110
             if ref() is not None:
@@ -207,7 +226,13 @@ class AsyncSignal:
     ) -> Coroutine[Any, Any, Responses]:
         """Call the receivers one after another; the first exception propagates at once.
 
-        Returns ``[(receiver, response), ...]`` in connection order.
+        Returns ``[(receiver, response), ...]`` in connection order. Receivers are called
+        as ``receiver(signal=self, sender=sender, **payload)``.
+
+        Raises:
+            TypeError: When called (before the await): a positional payload item, a payload
+                item named ``signal``, or the sender given both positionally and by name.
+                The same holds for the other three send methods.
 
         Example:
             ```python
@@ -219,11 +244,11 @@ class AsyncSignal:
     def send_robust(
         self, sender: Any = None, /, *args: Any, **named: Any
     ) -> Coroutine[Any, Any, Responses]:
-        """Like :meth:`send`, but an ``Exception`` becomes that receiver's response.
+        """Like `send`, but an `Exception` becomes that receiver's response.
 
-        Each such exception (traceback attached) is logged to the ``asignals`` logger and
-        the remaining receivers still run. Cancellation and other ``BaseException``\\ s
-        propagate.
+        Each such exception (traceback attached) is logged to the `asignals` logger and
+        the remaining receivers still run. Cancellation and other `BaseException`
+        subclasses propagate.
 
         Example:
             ```python
@@ -252,7 +277,11 @@ class AsyncSignal:
     def gather_robust(
         self, sender: Any = None, /, *args: Any, **named: Any
     ) -> Coroutine[Any, Any, Responses]:
-        """Run the receivers concurrently, each to completion; exceptions become responses.
+        """Run the receivers concurrently, each to completion.
+
+        An `Exception` raised by a receiver becomes its response and is logged to the
+        `asignals` logger, as in `send_robust`; cancellation and other `BaseException`
+        subclasses propagate (after the other receivers are cancelled).
 
         Example:
             ```python
@@ -413,7 +442,7 @@ def receiver(
 ) -> Callable[[R], R]:
     """Decorator connecting the function below it to one signal or to each of several.
 
-    Takes every option of :meth:`AsyncSignal.connect` and returns the function unchanged.
+    Takes every option of `AsyncSignal.connect` and returns the function unchanged.
 
     Example:
         ```python

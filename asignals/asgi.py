@@ -156,7 +156,14 @@ class SignalMiddleware:
         async def observe_receive() -> Message:
             nonlocal disconnected, close_code
             message = await receive()
-            if message["type"] in ("http.disconnect", "websocket.disconnect"):
+            message_type = message["type"]
+            if message_type == "http.disconnect":
+                # Servers also answer receive() with http.disconnect once the response is
+                # complete (Starlette's StreamingResponse listens for it): only one that
+                # comes earlier means that the client went away. HTTP has no close code.
+                if not response_complete:
+                    disconnected = True
+            elif message_type == "websocket.disconnect":
                 disconnected = True
                 if close_code is None:
                     close_code = message.get("code", 1005)

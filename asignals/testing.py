@@ -28,14 +28,38 @@ __all__ = ["Capture", "Sent", "capture", "connected_to", "muted"]
 
 
 class Sent(NamedTuple):
-    """One recorded send: who sent it and its keyword payload."""
+    """One recorded send: who sent it and its keyword payload.
+
+    Attributes:
+        sender: The sender of the send.
+        payload: A copy of its keyword payload (without ``signal`` and ``sender``).
+
+    Example:
+        ```python
+        sender, payload = sent[0]
+        assert payload == {"order": order}
+        ```
+    """
 
     sender: Any
     payload: dict[str, Any]
 
 
 class Capture:
-    """The sends recorded by :func:`capture`, oldest first; indexable and iterable."""
+    """The sends recorded by `capture`, oldest first; indexable and iterable.
+
+    Attributes:
+        signal: The signal being recorded.
+        sender: Only sends from this sender are recorded (``None``: every send).
+        sends: The recorded `Sent` tuples, oldest first.
+
+    Example:
+        ```python
+        with capture(order_paid) as sent:
+            await checkout(cart)
+        assert [s.sender for s in sent] == [Shop]
+        ```
+    """
 
     def __init__(self, signal: AsyncSignal, sender: Any) -> None:
         self.signal = signal
@@ -114,8 +138,8 @@ def muted(*signals: AsyncSignal) -> Iterator[None]:
 
     Example:
         ```python
-        with muted(post_save):
-            await create_fixture_users()   # no welcome e-mails
+        with muted(order_paid):
+            await load_fixture_orders()   # no receipts mailed
         ```
     """
     if not signals:

@@ -1,0 +1,65 @@
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from asignals import AsyncSignal, receiver
+
+order_created = AsyncSignal("order_created", doc="Sent after an order is created. Payload: order.")
+
+
+@dataclass
+class Order:
+    id: int
+    email: str
+    total: float
+
+
+class Shop:
+    async def create_order(self, order_id: int, email: str, total: float) -> Order:
+        order = Order(order_id, email, total)
+        results = await order_created.send(Shop, order=order)
+        print("Shop:", [(func.__name__, response) for func, response in results])
+        return order
+
+
+class Marketplace:
+    """Another part of the application that creates orders."""
+
+    async def import_order(self, order_id: int, email: str, total: float) -> Order:
+        order = Order(order_id, email, total)
+        results = await order_created.send(Marketplace, order=order)
+        print("Marketplace:", [(func.__name__, response) for func, response in results])
+        return order
+
+
+outbox: list[tuple[str, str]] = []
+stats = {"orders": 0}
+
+
+async def send_email(to: str, subject: str) -> None:
+    await asyncio.sleep(0.01)  # a real mailer awaits an SMTP server or an HTTP API here
+    outbox.append((to, subject))
+
+
+@receiver(order_created, sender=Shop)
+async def email_customer(sender: type[Shop], order: Order, **kwargs: Any) -> str:
+    await send_email(order.email, f"Order #{order.id} received")
+    return "emailed"
+
+
+def count_order(sender: Any, **kwargs: Any) -> int:
+    stats["orders"] += 1
+    return stats["orders"]
+
+
+order_created.connect(count_order)
+
+
+async def main() -> None:
+    await Shop().create_order(1, "ann@example.com", 30.0)
+    await Marketplace().import_order(2, "bob@example.com", 12.5)
+    print(outbox)
+    print(stats)
+
+
+asyncio.run(main())
