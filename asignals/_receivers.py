@@ -67,8 +67,9 @@ def is_coroutine_callable(obj: object) -> bool:
 
     Covers coroutine functions, bound methods, ``functools.partial`` (nested), objects whose
     class defines ``async def __call__``, functions marked with
-    ``inspect.markcoroutinefunction`` (Python 3.12+) and wrappers made with ``functools.wraps`` around a
-    coroutine function (a plain ``def`` wrapper that returns the wrapped call's coroutine).
+    ``inspect.markcoroutinefunction`` (Python 3.12+) and wrappers made with
+    ``functools.wraps`` around a coroutine function (a plain ``def`` wrapper that returns
+    the wrapped call's coroutine).
     """
     seen: set[int] = set()
     while id(obj) not in seen:
