@@ -31,7 +31,7 @@ pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term-missing
 
 docs-build: $(STAMP)
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test: lint typecheck pytest docs-build
 
