@@ -33,6 +33,10 @@ def autodiscover(*packages: str | ModuleType, module: str = "signals") -> list[M
             yield
         ```
     """
+    if not isinstance(module, str):
+        raise TypeError(
+            f"autodiscover(): module must be a string such as 'signals', got {module!r}"
+        )
     if not module.isidentifier():
         raise ValueError(
             f"autodiscover(): module must be a plain module name such as 'signals', got {module!r}"

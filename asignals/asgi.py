@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -35,6 +36,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+logger = logging.getLogger("asignals")
+
 # Set while a request runs through an outer SignalMiddleware, so that nested or mounted
 # apps wrapped again fire the signals once per request, not once per layer. A context
 # variable, not a scope key: the scope belongs to the application.
@@ -51,9 +54,10 @@ class SignalMiddleware:
     * ``got_request_exception`` (``scope``, ``exception``) is sent robustly when an
       ``Exception`` escapes; the exception is then re-raised unchanged.
     * ``request_finished`` is sent robustly, exactly once, after the app has returned, also
-      after an error, a client disconnect or cancellation (shielded, for at most
-      *finish_timeout* seconds). Payload: ``scope``, ``status_code``, ``response_complete``,
-      ``disconnected``, ``exception``, ``duration`` and ``close_code`` (websockets).
+      after an error, a client disconnect or cancellation (then shielded from the
+      cancellation, for at most *finish_timeout* seconds). Payload: ``scope``,
+      ``status_code``, ``response_complete``, ``disconnected``, ``exception``, ``duration``
+      and ``close_code`` (websockets; ``None`` for HTTP).
 
     Lifespan messages pass through untouched; ``app_started`` is awaited when the app
     reports startup complete (before the server hears of it, so a receiver that raises fails
@@ -65,8 +69,9 @@ class SignalMiddleware:
         websocket: Also send the request signals for websocket connections.
         exclude_paths: Paths that send no request signals: strings match exactly,
             compiled regular expressions with ``fullmatch``.
-        finish_timeout: Seconds that ``request_finished`` receivers may take while the
-            request is being cancelled.
+        finish_timeout: Seconds that ``request_finished`` receivers may take after the
+            request was cancelled (they are then cut off, with a warning logged). Requests
+            that were not interrupted do not bound them.
 
     Example:
         ```python
@@ -190,6 +195,7 @@ class SignalMiddleware:
         sender = self.sender
         token = _in_request.set(True)
         started = time.perf_counter()
+        interrupted = False
         try:
             await request_started.send(sender, scope=scope)
             await self.app(scope, observe_receive, observe_send)
@@ -197,21 +203,35 @@ class SignalMiddleware:
             exception = exc
             await got_request_exception.send_robust(sender, scope=scope, exception=exc)
             raise
+        except BaseException:  # cancellation, KeyboardInterrupt...: not the app's error
+            interrupted = True
+            raise
         finally:
             _in_request.reset(token)
-            # Shielded so that a cancelled request still reports that it finished; bounded
-            # so that a slow receiver cannot hold a cancelled request forever.
-            with anyio.move_on_after(self.finish_timeout, shield=True):
-                await request_finished.send_robust(
-                    sender,
-                    scope=scope,
-                    status_code=status_code,
-                    response_complete=response_complete,
-                    disconnected=disconnected,
-                    exception=exception,
-                    duration=time.perf_counter() - started,
-                    close_code=close_code,
-                )
+            finished = request_finished.send_robust(
+                sender,
+                scope=scope,
+                status_code=status_code,
+                response_complete=response_complete,
+                disconnected=disconnected,
+                exception=exception,
+                duration=time.perf_counter() - started,
+                close_code=close_code,
+            )
+            if interrupted:
+                # Shielded so that a cancelled request still reports that it finished;
+                # bounded so that a slow receiver cannot hold it (or a shutdown) forever.
+                with anyio.move_on_after(self.finish_timeout, shield=True) as bound:
+                    await finished
+                if bound.cancelled_caught:
+                    logger.warning(
+                        "request_finished receivers did not finish within finish_timeout=%ss "
+                        "of an interrupted request to %s; they were cancelled",
+                        self.finish_timeout,
+                        scope.get("path"),
+                    )
+            else:
+                await finished
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         sender = self.sender

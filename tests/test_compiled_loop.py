@@ -7,10 +7,10 @@ import traceback
 from typing import Any
 
 import pytest
+from helpers import MODES, Mode, sender_of
 
 from asignals import AsyncSignal
 from asignals import _dispatch as dispatch
-from tests.helpers import MODES, Mode, sender_of
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,1 @@
+"""A package without a ``signals`` module: autodiscover() skips it."""

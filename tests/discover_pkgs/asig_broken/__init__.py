@@ -1,0 +1,1 @@
+"""A package whose ``signals`` module fails to import."""

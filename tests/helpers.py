@@ -1,0 +1,63 @@
+"""Shared helpers for the asignals tests (plain functions, no fixtures)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
+
+import anyio
+import anyio.lowlevel
+
+from asignals import AsyncSignal
+
+Mode = Literal["send", "send_robust", "gather", "gather_robust"]
+MODES: tuple[Mode, ...] = ("send", "send_robust", "gather", "gather_robust")
+ROBUST_MODES: tuple[Mode, ...] = ("send_robust", "gather_robust")
+STRICT_MODES: tuple[Mode, ...] = ("send", "gather")
+
+Responses = list[tuple[Callable[..., Any], Any]]
+
+
+def sender_of(signal: AsyncSignal, mode: Mode) -> Callable[..., Coroutine[Any, Any, Responses]]:
+    """The bound send method called *mode* (``signal.send``, ``signal.gather``, ...)."""
+    method: Callable[..., Coroutine[Any, Any, Responses]] = getattr(signal, mode)
+    return method
+
+
+def sync_recorder(calls: list[str], name: str, result: Any = None) -> Callable[..., Any]:
+    """A sync receiver appending *name* to *calls* and returning *result*.
+
+    Keep a reference to it: signals hold receivers weakly by default.
+    """
+
+    def receive(**kwargs: Any) -> Any:
+        calls.append(name)
+        return result
+
+    receive.__qualname__ = f"sync_recorder.{name}"
+    return receive
+
+
+def async_recorder(calls: list[str], name: str, result: Any = None) -> Callable[..., Any]:
+    """A coroutine receiver appending *name* to *calls* (after a checkpoint)."""
+
+    async def receive(**kwargs: Any) -> Any:
+        await anyio.lowlevel.checkpoint()
+        calls.append(name)
+        return result
+
+    receive.__qualname__ = f"async_recorder.{name}"
+    return receive
+
+
+def receivers(responses: Responses) -> list[Callable[..., Any]]:
+    return [receiver for receiver, _ in responses]
+
+
+def values(responses: Responses) -> list[Any]:
+    return [response for _, response in responses]
+
+
+def state(signal: AsyncSignal, *senders: Any) -> list[tuple[list[Callable[..., Any]], bool]]:
+    """Everything observable about *signal*'s connections, for before/after comparisons."""
+    return [(signal.receivers_for(s), signal.has_listeners(s)) for s in (None, *senders)]

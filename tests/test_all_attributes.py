@@ -1,0 +1,103 @@
+"""The public API: ``__all__`` lists exactly what the package defines, under its own name."""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+
+import pytest
+
+import asignals
+import asignals._builtins
+import asignals.testing
+from asignals import AsyncSignal
+
+
+def public_names(module: ModuleType) -> set[str]:
+    """Public attributes that are not submodules."""
+    return {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+
+
+def defined_names(module: ModuleType) -> set[str]:
+    """Public attributes defined in (not merely imported into) *module*."""
+    return {
+        name
+        for name in public_names(module)
+        if getattr(getattr(module, name), "__module__", module.__name__) == module.__name__
+        or isinstance(getattr(module, name), AsyncSignal)
+    }
+
+
+@pytest.mark.parametrize("module", [asignals, asignals.testing], ids=lambda m: m.__name__)
+def test_all_is_sorted_unique_and_complete(module: ModuleType) -> None:
+    exported: list[str] = list(module.__all__)
+    assert exported == sorted(exported)
+    assert len(exported) == len(set(exported))
+    for name in exported:
+        assert hasattr(module, name), f"{module.__name__}.__all__ lists missing {name!r}"
+    missing = defined_names(module) - set(exported)
+    assert not missing, f"public names missing from {module.__name__}.__all__: {missing}"
+
+
+def test_package_exposes_nothing_public_beyond_all() -> None:
+    # The package itself only re-exports: every public non-module attribute is in __all__.
+    assert public_names(asignals) == set(asignals.__all__)
+
+
+CORE_API = {
+    "AsyncSignal",
+    "autodiscover",
+    "got_request_exception",
+    "receiver",
+    "request_finished",
+    "request_started",
+}
+
+
+def test_all_contains_the_documented_api() -> None:
+    assert set(asignals.__all__) >= CORE_API
+    assert asignals.testing.__all__ == ["Capture", "Sent", "capture", "connected_to", "muted"]
+
+
+def test_every_builtin_signal_is_exported() -> None:
+    builtins = {
+        name for name, value in vars(asignals._builtins).items() if isinstance(value, AsyncSignal)
+    }
+    assert {"got_request_exception", "request_finished", "request_started"} <= builtins
+    assert builtins <= set(asignals.__all__)
+    for name in builtins:
+        assert getattr(asignals, name) is getattr(asignals._builtins, name)
+
+
+@pytest.mark.parametrize("name", ["AsyncSignal", "autodiscover", "receiver"])
+def test_reexported_objects_report_the_package_as_module(name: str) -> None:
+    assert getattr(asignals, name).__module__ == "asignals"
+
+
+@pytest.mark.parametrize("name", asignals.testing.__all__)
+def test_testing_objects_report_their_module(name: str) -> None:
+    assert getattr(asignals.testing, name).__module__ == "asignals.testing"
+
+
+BUILTIN_SIGNALS = [
+    name for name in asignals.__all__ if isinstance(getattr(asignals, name), AsyncSignal)
+]
+
+
+@pytest.mark.parametrize("name", BUILTIN_SIGNALS)
+def test_builtin_signals(name: str) -> None:
+    sig = getattr(asignals, name)
+    assert isinstance(sig, AsyncSignal)
+    assert sig.name == name
+    assert repr(sig) == f"<AsyncSignal {name!r}>"
+    assert sig.__doc__
+    assert sig.max_concurrency is None
+
+
+def test_builtin_signals_are_distinct() -> None:
+    assert {"got_request_exception", "request_finished", "request_started"} <= set(BUILTIN_SIGNALS)
+    assert len({id(getattr(asignals, name)) for name in BUILTIN_SIGNALS}) == len(BUILTIN_SIGNALS)

@@ -1,0 +1,149 @@
+"""autodiscover(): import each package's ``signals`` module once.
+
+Uses the real packages in tests/discover_pkgs/.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asignals import autodiscover
+
+PACKAGES = Path(__file__).parent / "discover_pkgs"
+NAMES = {"asig_shop", "asig_billing", "asig_broken", "asig_plain"}
+
+
+def forget_packages() -> None:
+    for name in list(sys.modules):
+        if name.partition(".")[0] in NAMES:
+            del sys.modules[name]
+
+
+@pytest.fixture
+def packages(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Make the test packages importable, each test starting from a fresh import."""
+    monkeypatch.syspath_prepend(str(PACKAGES))
+    forget_packages()
+    yield PACKAGES
+    forget_packages()
+
+
+@pytest.mark.usefixtures("packages")
+def test_imports_the_signals_module_and_connects_its_receivers() -> None:
+    import asig_shop
+
+    assert asig_shop.signals_imports == 0
+    assert not asig_shop.order_paid.has_listeners()
+
+    found = autodiscover("asig_shop")
+
+    import asig_shop.signals
+
+    assert found == [asig_shop.signals]
+    assert asig_shop.signals_imports == 1
+    assert asig_shop.order_paid.receivers_for() == [asig_shop.signals.on_order_paid]
+
+
+@pytest.mark.usefixtures("packages")
+def test_is_idempotent() -> None:
+    first = autodiscover("asig_shop")
+    second = autodiscover("asig_shop", "asig_shop")
+
+    import asig_shop
+
+    assert asig_shop.signals_imports == 1  # never executed twice
+    assert second == first * 2
+    assert len(asig_shop.order_paid.receivers_for()) == 1
+
+
+@pytest.mark.usefixtures("packages")
+def test_skips_packages_without_the_module() -> None:
+    found = autodiscover("asig_billing", "asig_shop")
+    assert [m.__name__ for m in found] == ["asig_shop.signals"]
+    assert "asig_billing" in sys.modules
+    assert "asig_billing.signals" not in sys.modules
+    assert autodiscover("asig_billing") == []
+
+
+@pytest.mark.usefixtures("packages")
+def test_accepts_module_objects() -> None:
+    package = importlib.import_module("asig_shop")
+    found = autodiscover(package)
+    assert [m.__name__ for m in found] == ["asig_shop.signals"]
+
+
+@pytest.mark.usefixtures("packages")
+def test_other_module_name() -> None:
+    found = autodiscover("asig_shop", "asig_billing", module="receivers")
+
+    import asig_shop
+
+    assert [m.__name__ for m in found] == ["asig_shop.receivers"]
+    assert asig_shop.receivers_imports == 1
+    assert asig_shop.signals_imports == 0
+
+
+@pytest.mark.usefixtures("packages")
+def test_no_packages() -> None:
+    assert autodiscover() == []
+
+
+@pytest.mark.usefixtures("packages")
+def test_nonexistent_package() -> None:
+    with pytest.raises(ModuleNotFoundError, match="asig_nowhere"):
+        autodiscover("asig_nowhere")
+
+
+@pytest.mark.usefixtures("packages")
+def test_import_error_inside_the_module_propagates() -> None:
+    with pytest.raises(ModuleNotFoundError, match="asig_missing_dependency"):
+        autodiscover("asig_broken")
+
+
+@pytest.mark.usefixtures("packages")
+def test_plain_module_is_rejected() -> None:
+    with pytest.raises(ValueError, match="not a package"):
+        autodiscover("asig_plain")
+    with pytest.raises(ValueError, match="not a package"):
+        autodiscover(importlib.import_module("asig_plain"))
+
+
+@pytest.mark.usefixtures("packages")
+def test_submodule_that_is_a_plain_module_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"asig_shop\.signals"):
+        autodiscover("asig_shop.signals")
+
+
+@pytest.mark.parametrize("bad", [5, None, b"asig_shop", Path("asig_shop")])
+def test_bad_package_type(bad: Any) -> None:
+    with pytest.raises(TypeError, match="package names or modules"):
+        autodiscover(bad)
+
+
+@pytest.mark.parametrize("module", ["", "not-valid", "a.b", "signals.py", " signals"])
+def test_module_must_be_a_plain_name(module: str) -> None:
+    with pytest.raises(ValueError, match="plain module name"):
+        autodiscover("asig_shop", module=module)
+
+
+@pytest.mark.usefixtures("packages")
+def test_module_of_the_wrong_type() -> None:
+    with pytest.raises(TypeError, match="module must be a string"):
+        autodiscover("asig_shop", module=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("packages")
+@pytest.mark.asyncio
+async def test_autodiscover_at_startup_then_send() -> None:
+    autodiscover("asig_shop", "asig_billing")
+
+    import asig_shop
+
+    responses = await asig_shop.order_paid.send(None, order=42)
+    assert [v for _, v in responses] == ["receipt for 42"]

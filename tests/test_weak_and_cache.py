@@ -1,0 +1,412 @@
+"""Weak references to receivers and senders, and the per-sender plans built from them."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from typing import Any
+
+import pytest
+from helpers import MODES, Mode, async_recorder, receivers, sender_of, sync_recorder
+
+from asignals import AsyncSignal
+
+pytestmark = pytest.mark.anyio
+
+
+class Shop:
+    pass
+
+
+class Listener:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def on_sync(self, **kwargs: Any) -> str:
+        self.calls.append("sync")
+        return "sync"
+
+    async def on_async(self, **kwargs: Any) -> str:
+        self.calls.append("async")
+        return "async"
+
+
+class CallableListener:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def __call__(self, **kwargs: Any) -> None:
+        self.calls.append("callable")
+
+
+class Slotted:
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+# -- weak receivers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_weak_function_receiver_is_dropped_after_collection(
+    mode: Mode, is_async: bool
+) -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    keep = sync_recorder(calls, "keep")
+    handler = async_recorder(calls, "h") if is_async else sync_recorder(calls, "h")
+    ref = weakref.ref(handler)
+    sig.connect(handler)
+    sig.connect(handler, sender=Shop)
+    sig.connect(keep)
+    assert sig.receivers_for() == [handler, keep]
+
+    del handler
+    gc.collect()
+
+    assert ref() is None  # the signal did not keep it alive
+    assert sig.receivers_for() == [keep]
+    assert sig.receivers_for(Shop) == [keep]
+    assert receivers(await sender_of(sig, mode)(Shop)) == [keep]
+    assert calls == ["keep"]
+
+
+@pytest.mark.parametrize("method", ["on_sync", "on_async"])
+async def test_weak_bound_method_is_dropped_after_instance_collection(method: str) -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    listener = Listener(calls)
+    instance_ref = weakref.ref(listener)
+    sig.connect(getattr(listener, method))  # the bound-method object itself is a temporary
+    sig.connect(getattr(listener, method), sender=Shop)
+
+    assert sig.has_listeners()
+    assert [r.__name__ for r in sig.receivers_for(Shop)] == [method, method]
+    responses = await sig.send()
+    assert [v for _, v in responses] == [method.removeprefix("on_")]
+
+    del listener, responses  # the responses hold the bound method, hence the instance
+    gc.collect()
+
+    assert instance_ref() is None
+    assert sig.receivers_for() == []
+    assert not sig.has_listeners()
+    assert not sig.has_listeners(Shop)
+    assert await sig.send(Shop) == []
+    assert calls == [method.removeprefix("on_")]
+
+
+async def test_weak_callable_object_is_dropped_after_collection() -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    listener = CallableListener(calls)
+    sig.connect(listener)
+    await sig.send()
+    del listener
+    gc.collect()
+    assert await sig.send() == []
+    assert calls == ["callable"]
+
+
+async def test_weak_receiver_in_reference_cycle_is_dropped_by_gc() -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    listener = Listener(calls)
+    listener.cycle = listener  # type: ignore[attr-defined]  # only gc.collect() frees it
+    sig.connect(listener.on_sync)
+    del listener
+    assert sig.has_listeners()  # still alive: in a cycle
+    gc.collect()
+    assert not sig.has_listeners()
+    assert await sig.send() == []
+    assert calls == []
+
+
+async def test_weak_false_keeps_function_alive() -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    handler = sync_recorder(calls, "strong")
+    ref = weakref.ref(handler)
+    sig.connect(handler, weak=False)
+    del handler
+    gc.collect()
+
+    alive = ref()
+    assert alive is not None
+    assert sig.receivers_for() == [alive]
+    assert await sig.send() == [(alive, None)]
+    assert calls == ["strong"]
+
+    assert sig.disconnect(alive)
+    del alive
+    gc.collect()
+    assert ref() is None  # disconnecting released the strong reference
+
+
+async def test_weak_false_keeps_bound_method_instance_alive() -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    listener = Listener(calls)
+    instance_ref = weakref.ref(listener)
+    sig.connect(listener.on_async, weak=False)
+    del listener
+    gc.collect()
+    assert instance_ref() is not None
+    assert [v for _, v in await sig.send()] == ["async"]
+
+
+async def test_lambda_needs_weak_false() -> None:
+    sig = AsyncSignal("s")
+    sig.connect(lambda **kwargs: "weak")
+    sig.connect(lambda **kwargs: "strong", weak=False)
+    assert [v for _, v in await sig.send()] == ["strong"]
+
+
+def test_signal_is_not_kept_alive_by_its_receivers_or_senders() -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    handler = sync_recorder(calls, "h")
+    shop = Shop()
+    sig.connect(handler)
+    sig.connect(handler, sender=shop)
+    signal_ref = weakref.ref(sig)
+    del sig
+    gc.collect()
+    assert signal_ref() is None
+    del handler, shop  # death callbacks of a dead signal do nothing
+    gc.collect()
+
+
+def test_death_callback_outliving_its_signal_does_nothing() -> None:
+    sig = AsyncSignal("s")
+    on_death = sig._on_death  # what the signal's weak references call
+    signal_ref = weakref.ref(sig)
+    del sig
+    gc.collect()
+    assert signal_ref() is None
+    on_death(None)  # must not raise
+
+
+async def test_has_listeners_false_when_every_receiver_died_unpruned() -> None:
+    sig = AsyncSignal("s")
+    handlers = [sync_recorder([], "a"), sync_recorder([], "b")]
+    for handler in handlers:
+        sig.connect(handler)
+    del handler
+    with sig._lock:  # defer pruning
+        handlers.clear()
+        gc.collect()
+    assert not sig.has_listeners()
+    assert sig.receivers_for() == []
+    assert await sig.send() == []
+
+
+# -- senders -------------------------------------------------------------------------------
+
+
+async def test_connecting_for_a_sender_does_not_keep_it_alive() -> None:
+    sig = AsyncSignal("s")
+    shop = Shop()
+    sender_ref = weakref.ref(shop)
+    # A strongly held receiver: once its connection is dropped, nothing refers to it.
+    handler = sync_recorder([], "h")
+    receiver_ref = weakref.ref(handler)
+    sig.connect(handler, sender=shop, weak=False)
+    assert sig.receivers_for(shop) == [handler]
+    del handler
+
+    del shop
+    gc.collect()
+
+    assert sender_ref() is None
+    assert receiver_ref() is None  # the connection was dropped with its sender
+
+
+async def test_sender_death_keeps_other_connections() -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    handler = sync_recorder(calls, "h")
+    any_sender = sync_recorder(calls, "any")
+    shop, other = Shop(), Shop()
+    sig.connect(handler, sender=shop)
+    sig.connect(any_sender)
+    sig.connect(handler, sender=other)
+    del shop
+    gc.collect()
+    assert sig.receivers_for(other) == [any_sender, handler]
+    assert sig.receivers_for() == [any_sender]
+    await sig.send(other)
+    assert calls == ["any", "h"]
+
+
+class Sender:
+    """Weakly referenceable, with an unusual size so other objects rarely take its memory."""
+
+    __slots__ = ("__weakref__", *(f"slot{i}" for i in range(27)))
+
+
+def find_object_with_id(target_id: int, tries: int = 100_000) -> Sender | None:
+    """Make Sender objects until one lands where the dead sender was (or give up)."""
+    keep: list[Sender] = []  # keep them alive, or each one would reuse the same free block
+    for _ in range(tries):
+        candidate = Sender()
+        if id(candidate) == target_id:
+            return candidate
+        keep.append(candidate)
+    return None
+
+
+async def test_new_sender_reusing_dead_senders_id_gets_no_receivers() -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    handler = sync_recorder(calls, "h")
+    any_sender = sync_recorder(calls, "any")
+    sig.connect(any_sender)
+    shop = Sender()
+    sig.connect(handler, sender=shop)
+    dead_id = id(shop)
+    del shop
+    gc.collect()
+
+    newcomer = find_object_with_id(dead_id)
+    if newcomer is None:
+        pytest.skip("no object reused the dead sender's id()")
+    assert sig.receivers_for(newcomer) == [any_sender]
+    assert sig.has_listeners(newcomer)
+    assert receivers(await sig.send(newcomer)) == [any_sender]
+    assert calls == ["any"]
+
+
+async def test_reused_id_is_safe_even_before_the_dead_sender_is_pruned() -> None:
+    """If pruning is deferred (a connect() held the lock), the stale plan must not match."""
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    handler = sync_recorder(calls, "h")
+    shop = Sender()
+    sig.connect(handler, sender=shop)
+    dead_id = id(shop)
+    with sig._lock:  # as if another thread were connecting right now
+        del shop
+        gc.collect()
+        newcomer = find_object_with_id(dead_id)
+    if newcomer is None:
+        pytest.skip("no object reused the dead sender's id()")
+    assert dead_id in sig._sender_plans  # the stale plan is really there, under the same id
+    assert sig.receivers_for(newcomer) == []
+    assert not sig.has_listeners(newcomer)
+    assert await sig.send(newcomer) == []
+    assert calls == []
+
+
+async def test_receiver_dying_while_pruning_is_deferred_is_skipped() -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    handler = sync_recorder(calls, "h")
+    keep = async_recorder(calls, "keep")
+    sig.connect(handler)
+    sig.connect(handler, sender=Shop)
+    sig.connect(keep)
+    with sig._lock:
+        del handler
+        gc.collect()
+    # The dead connection was not pruned yet, but nothing reports or calls it.
+    assert sig.has_listeners()  # skips the dead one, finds `keep`
+    assert sig.receivers_for() == [keep]
+    assert sig.receivers_for(Shop) == [keep]
+    for mode in MODES:
+        assert receivers(await sender_of(sig, mode)(Shop)) == [keep]
+    assert calls == ["keep"] * 4
+    # The next connect() prunes it.
+    other = sync_recorder(calls, "other")
+    sig.connect(other)
+    assert sig.receivers_for(Shop) == [keep, other]
+    assert len(sig._connections) == 2
+
+
+# -- plans are invalidated -----------------------------------------------------------------
+
+
+async def test_sender_plan_follows_connect_disconnect_and_gc() -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    shop = Shop()
+    a = sync_recorder(calls, "a")
+    b = sync_recorder(calls, "b")
+    c = sync_recorder(calls, "c")
+
+    assert await sig.send(shop) == []  # send before any connection: no stale empty plan kept
+    sig.connect(a, sender=shop)
+    assert receivers(await sig.send(shop)) == [a]
+    sig.connect(b)  # an any-sender connection joins the sender's plan too
+    assert receivers(await sig.send(shop)) == [a, b]
+    assert receivers(await sig.send()) == [b]
+    sig.connect(c, sender=shop)
+    assert receivers(await sig.send(shop)) == [a, b, c]
+    sig.disconnect(a, sender=shop)
+    assert receivers(await sig.send(shop)) == [b, c]
+    sig.disconnect(b)
+    assert receivers(await sig.send(shop)) == [c]
+    del c
+    gc.collect()
+    assert await sig.send(shop) == []
+    assert not sig.has_listeners(shop)
+    sig.connect(a, sender=shop)
+    assert receivers(await sig.send(shop)) == [a]
+
+
+# -- unhashable and non-weakrefable senders -------------------------------------------------
+
+
+def make_int(text: str) -> int:
+    return int(text)
+
+
+def make_str(*parts: str) -> str:
+    return "".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("make", "label"),
+    [
+        pytest.param(lambda: {"k": 1}, "dict", id="dict-unhashable"),
+        pytest.param(lambda: [1, 2], "list", id="list-unhashable"),
+        pytest.param(lambda: make_int("123456789012"), "int", id="int-no-weakref"),
+        pytest.param(lambda: make_str("sen", "der"), "str", id="str-no-weakref"),
+        pytest.param(lambda: Slotted(1), "slots", id="slots-no-weakref"),
+        pytest.param(lambda: (1, [2]), "tuple", id="tuple-unhashable-no-weakref"),
+    ],
+)
+async def test_unusual_senders_filter_by_identity(make: Any, label: str) -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    handler = sync_recorder(calls, "h")
+    sender = make()
+    twin = make()  # equal (for the builtins) but a distinct object
+    assert sender is not twin
+
+    sig.connect(handler, sender=sender)
+    assert sig.receivers_for(sender) == [handler]
+    assert sig.has_listeners(sender)
+    assert sig.receivers_for(twin) == []
+    assert await sig.send(twin) == []
+    assert receivers(await sig.send(sender)) == [handler]
+    assert calls == ["h"]
+
+    assert not sig.disconnect(handler, sender=twin)
+    assert sig.disconnect(handler, sender=sender)
+    assert await sig.send(sender) == []
+
+
+async def test_small_int_and_interned_str_senders() -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    handler = sync_recorder(calls, "h")
+    sig.connect(handler, sender=7)
+    sig.connect(handler, sender="shop")
+    await sig.send(7)
+    await sig.send("shop")
+    await sig.send(8)
+    assert calls == ["h", "h"]
