@@ -341,7 +341,8 @@ async def test_raising_request_started_receiver_fails_the_request() -> None:
     assert server.sent == []
     # request_started was sent (and failed), so the request still reports its end.
     assert isinstance(only(recorder, request_finished)["exception"], PermissionError)
-    assert isinstance(only(recorder, got_request_exception)["exception"], PermissionError)
+    # ...but the app never ran, so nothing escaped *it*: no got_request_exception (as Django).
+    assert recorder.of(got_request_exception) == []
 
 
 # -- cancellation --------------------------------------------------------------------------
@@ -414,6 +415,32 @@ async def test_finish_timeout_does_not_bound_an_uninterrupted_request() -> None:
     with connected_to(slower_than_the_bound, request_finished):
         await SignalMiddleware(ok_app, finish_timeout=0.01)(http_scope(), *FakeServer().channel())
     assert finished == [True]
+
+
+async def test_cancelled_while_reporting_the_exception_still_finishes() -> None:
+    """A cancellation that lands in a got_request_exception receiver is an interruption too."""
+
+    async def failing_app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AppError("boom")
+
+    async def slow_reporter(**kwargs: Any) -> None:
+        await anyio.sleep(30)
+
+    finished: list[dict[str, Any]] = []
+
+    async def note_finished(**kwargs: Any) -> None:
+        await anyio.lowlevel.checkpoint()  # a checkpoint: it must not be cancelled here
+        finished.append(kwargs)
+
+    with (
+        connected_to(slow_reporter, got_request_exception),
+        connected_to(note_finished, request_finished),
+        anyio.move_on_after(0.05) as scope,
+    ):
+        await SignalMiddleware(failing_app)(http_scope(), *FakeServer().channel())
+    assert scope.cancelled_caught
+    [payload] = finished
+    assert isinstance(payload["exception"], AppError)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
@@ -814,7 +841,29 @@ async def test_raising_app_started_receiver_fails_the_startup() -> None:
             {"type": "lifespan"}, server.receive, server.send
         )
     assert events == ["startup", "startup failed: database down"]
-    assert server.sent == [{"type": "lifespan.startup.failed", "message": "database down"}]
+    # The middleware tells the server itself (with the traceback), and only once: the
+    # app's own startup.failed that follows is not passed on.
+    [failed] = server.sent
+    assert failed["type"] == "lifespan.startup.failed"
+    assert "ConnectionError: database down" in failed["message"]
+
+
+async def test_raising_app_started_receiver_fails_a_plain_asgi_app_startup() -> None:
+    """An app that lets send()'s exception escape still gets its startup failure reported."""
+
+    async def plain_app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert (await receive())["type"] == "lifespan.startup"
+        await send({"type": "lifespan.startup.complete"})  # raises: not caught here
+
+    def cannot_open(**kwargs: Any) -> None:
+        raise ConnectionError("database down")
+
+    server = lifespan_server()
+    with connected_to(cannot_open, app_started), pytest.raises(ConnectionError):
+        await SignalMiddleware(plain_app)({"type": "lifespan"}, server.receive, server.send)
+    [failed] = server.sent
+    assert failed["type"] == "lifespan.startup.failed"
+    assert "database down" in failed["message"]
 
 
 async def test_raising_app_stopping_receiver_is_logged(caplog: pytest.LogCaptureFixture) -> None:
