@@ -21,20 +21,20 @@ import keyword
 import linecache
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._receivers import ASYNC, SYNC, Call, Receiver, Ref, describe
+from ._receivers import ASYNC, SYNC, Entry, Receiver, describe
 
 if TYPE_CHECKING:
     from ._signal import AsyncSignal
 
 logger = logging.getLogger("asignals")
 
-Plan = Sequence[tuple[Ref, Call]]
+Plan = tuple[Entry, ...]
 Responses = list[tuple[Receiver, Any]]
 Loop = Callable[[Any, Plan, bool, Any, dict[str, Any]], Coroutine[Any, Any, Responses]]
 """``loop(signal, plan, robust, sender, payload)``: the compiled dispatch loop."""

@@ -1,6 +1,6 @@
 """Receiver references: everything about a receiver that is decided at connect time.
 
-A connected receiver becomes a :class:`Connection`. Its ``plan`` is the pair the dispatch
+A connected receiver becomes a ``Connection``. Its ``entry`` is the pair the dispatch
 loop needs on every send, ``(ref, call)``:
 
 * ``ref()`` returns the receiver, or ``None`` once a weakly referenced receiver has been
@@ -19,7 +19,7 @@ import inspect
 import itertools
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
-from types import MethodType
+from types import BuiltinFunctionType, FunctionType, MethodType
 from typing import Any, Final
 
 import anyio
@@ -40,6 +40,9 @@ ASYNC: Final = "async"
 """Call, then await the coroutine it returns."""
 
 Call = str | Invoke
+
+Entry = tuple[Ref, Call]
+"""A receiver as the dispatch loop sees it; a plan is a sequence of these."""
 
 
 def strong_ref(obj: object) -> Ref:
@@ -78,15 +81,22 @@ def is_coroutine_callable(obj: object) -> bool:
             return True
         if isinstance(obj, functools.partial):
             obj = obj.func
-        elif isinstance(obj, MethodType):
+            continue
+        if isinstance(obj, MethodType):
             obj = obj.__func__
-        elif hasattr(obj, "__wrapped__"):
-            obj = obj.__wrapped__
-        elif callable(obj) and not inspect.isroutine(obj) and not isinstance(obj, type):
-            # A callable instance: what matters is its class's __call__.
-            obj = type(obj).__call__
-        else:
+            continue
+        # A callable instance: its class's __call__ decides, before any __wrapped__ it
+        # carries (asgiref's sync_to_async wraps a sync function in an async __call__).
+        if (
+            callable(obj)
+            and not isinstance(obj, FunctionType | BuiltinFunctionType | type)
+            and inspect.iscoroutinefunction(type(obj).__call__)
+        ):
+            return True
+        wrapped = getattr(obj, "__wrapped__", None)
+        if wrapped is None:
             return False
+        obj = wrapped
     return False
 
 
@@ -157,7 +167,7 @@ def make_call(is_async: bool, to_thread: bool, timeout: float | None) -> Call:
 class Connection:
     """One ``connect()`` call: the receiver reference, its sender filter and how to call it."""
 
-    __slots__ = ("__weakref__", "dispatch_uid", "plan", "ref", "sender_ref")
+    __slots__ = ("__weakref__", "dispatch_uid", "entry", "ref", "sender_ref")
 
     def __init__(
         self,
@@ -169,7 +179,7 @@ class Connection:
         self.ref = ref
         self.sender_ref = sender_ref  # None: any sender
         self.dispatch_uid = dispatch_uid
-        self.plan: tuple[Ref, Call] = (ref, call)
+        self.entry: Entry = (ref, call)  # what a plan holds for this receiver
 
     @property
     def alive(self) -> bool:

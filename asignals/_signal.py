@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Hashable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ._dispatch import Plan, Responses, loop_for, loops, run_concurrently
 from ._receivers import (
     Connection,
+    Entry,
     Receiver,
     Ref,
     accepts_var_keyword,
@@ -18,13 +20,25 @@ from ._receivers import (
     is_coroutine_callable,
     make_call,
     make_ref,
+    same_target,
     strong_ref,
 )
 
 R = TypeVar("R", bound=Callable[..., Any])
 
-SendHook = Callable[[Any, dict[str, Any], Plan], Plan]
-"""Installed by :mod:`asignals.testing`: sees every send and may replace its plan."""
+Plans = tuple[Plan, dict[int, tuple[Ref, Plan]]]
+"""The plan for any sender, and the plans of the senders that have their own connections,
+by ``id(sender)`` next to a reference that proves the id still means that sender."""
+
+
+class SendHook(Protocol):
+    """Installed by `asignals.testing`: sees every send and may replace its plan."""
+
+    def __call__(self, sender: Any, payload: dict[str, Any], plan: Plan) -> Plan: ...
+
+    def observes(self, sender: Any) -> bool:
+        """Whether sends from *sender* are recorded (so they are worth making)."""
+        ...
 
 
 class AsyncSignal:
@@ -69,20 +83,24 @@ class AsyncSignal:
                 f"limit), got {max_concurrency}"
             )
         self.name = name
-        self.max_concurrency = max_concurrency
+        self._max_concurrency = max_concurrency
         self.__doc__ = doc
         # Writers (connect, disconnect, pruning) hold the lock and publish new immutable
-        # tuples; sends read them without locking, so a send keeps the snapshot it started
-        # with and connect() is safe from any thread.
+        # values; sends read `_plans` once, without locking, so a send keeps the snapshot
+        # it started with and connect() is safe from any thread.
         self._lock = threading.Lock()
         self._connections: tuple[Connection, ...] = ()
-        self._any_plan: Plan = ()
-        self._sender_plans: dict[int, tuple[Ref, Plan]] = {}
+        self._plans: Plans = ((), {})
         self._hook: SendHook | None = None
         self._on_death = _death_callback(self)
 
     def __repr__(self) -> str:
         return f"<AsyncSignal {self.name!r}>"
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """The limit on receivers running at once in one ``gather`` (read-only)."""
+        return self._max_concurrency
 
     # -- connecting ---------------------------------------------------------------------
 
@@ -211,6 +229,8 @@ class AsyncSignal:
                 await order_paid.send(Shop, order=build_expensive_summary())
             ```
         """
+        if self._hook is not None and self._hook.observes(sender):
+            return True  # asignals.testing.capture() wants to see the send
         # A plain loop, not any(): the ASGI middleware asks this on every request.
         for ref, _ in self._plan_for(sender):  # noqa: SIM110
             if ref() is not None:
@@ -303,15 +323,13 @@ class AsyncSignal:
         """The one send prologue: check the arguments, find the plan, start the loop."""
         if args or "sender" in payload or "signal" in payload:
             sender = self._fix_send_arguments(sender, args, payload)
-        sender_plan = self._sender_plans.get(id(sender))
-        if sender_plan is not None and sender_plan[0]() is sender:
-            plan = sender_plan[1]
-        else:
-            plan = self._any_plan
+        any_plan, sender_plans = self._plans  # _plan_for(), inlined: this is the hot path
+        found = sender_plans.get(id(sender))
+        plan = found[1] if found is not None and found[0]() is sender else any_plan
         if self._hook is not None:
             plan = self._hook(sender, payload, plan)
         if concurrent:
-            return run_concurrently(self, plan, sender, payload, robust, self.max_concurrency)
+            return run_concurrently(self, plan, sender, payload, robust, self._max_concurrency)
         shape = tuple(payload)
         loop = loops.get(shape) or loop_for(shape)
         return loop(self, plan, robust, sender, payload)
@@ -328,17 +346,20 @@ class AsyncSignal:
                 f"rename that payload item"
             )
         if sender is not None:
-            raise TypeError(f"{self!r}: sender given both positionally and as sender=...")
+            raise TypeError(
+                f"{self!r}: the sender was given twice, positionally and as sender=...; pass "
+                f"it once: send(sender, **payload)"
+            )
         return named.pop("sender")
 
     def _is_connected(self, receiver: Receiver, sender: Any) -> bool:
-        return any(c.is_for(sender) and c.matches(receiver, None) for c in self._connections)
+        """Whether *receiver* is connected for *sender*, with or without a dispatch_uid."""
+        return any(c.is_for(sender) and same_target(c.ref(), receiver) for c in self._connections)
 
     def _plan_for(self, sender: Any) -> Plan:
-        sender_plan = self._sender_plans.get(id(sender))
-        if sender_plan is not None and sender_plan[0]() is sender:
-            return sender_plan[1]
-        return self._any_plan
+        any_plan, sender_plans = self._plans
+        found = sender_plans.get(id(sender))
+        return found[1] if found is not None and found[0]() is sender else any_plan
 
     def _check_receiver(self, receiver: Any, to_thread: bool, timeout: float | None) -> bool:
         """Validate a receiver and its options; return whether it is a coroutine receiver."""
@@ -374,21 +395,28 @@ class AsyncSignal:
         return is_async
 
     def _publish(self, connections: list[Connection]) -> None:
-        """Store *connections* and precompute each sender's plan. Hold the lock."""
-        any_plan = tuple(c.plan for c in connections if c.sender_ref is None)
-        sender_plans: dict[int, tuple[Ref, Plan]] = {}
-        for connection in connections:
+        """Store *connections* and precompute each sender's plan. Hold the lock.
+
+        One pass groups the connections by sender; each sender's plan merges its own
+        entries with the any-sender ones by connection index. That keeps connect() linear
+        even with a connection per object (one sender per job, per websocket...).
+        """
+        for_any: list[tuple[int, Entry]] = []
+        by_sender: dict[int, tuple[Ref, list[tuple[int, Entry]]]] = {}
+        for index, connection in enumerate(connections):
             sender_ref = connection.sender_ref
-            target = None if sender_ref is None else sender_ref()
-            if sender_ref is None or target is None or id(target) in sender_plans:
-                continue
-            sender_plans[id(target)] = (
-                sender_ref,
-                tuple(c.plan for c in connections if c.sender_ref is None or c.is_for(target)),
-            )
+            if sender_ref is None:
+                for_any.append((index, connection.entry))
+            elif (target := sender_ref()) is not None:
+                by_sender.setdefault(id(target), (sender_ref, []))[1].append(
+                    (index, connection.entry)
+                )
+        sender_plans = {
+            key: (sender_ref, tuple(entry for _, entry in heapq.merge(for_any, own)))
+            for key, (sender_ref, own) in by_sender.items()
+        }
         self._connections = tuple(connections)
-        self._sender_plans = sender_plans
-        self._any_plan = any_plan
+        self._plans = (tuple(entry for _, entry in for_any), sender_plans)
 
     def _prune(self) -> None:
         """Drop connections whose receiver or sender was garbage-collected."""

@@ -95,14 +95,17 @@ class _Hook:
             recorder._record(sender, payload)
         return () if self.muted else plan
 
+    def observes(self, sender: Any) -> bool:
+        return any(c.sender is None or c.sender is sender for c in self.captures)
+
 
 @contextmanager
-def _hooked(signal: AsyncSignal) -> Iterator[_Hook]:
+def _hooked(signal: AsyncSignal, helper: str) -> Iterator[_Hook]:
     if not isinstance(signal, AsyncSignal):
-        raise TypeError(f"expected an AsyncSignal, got {signal!r}")
-    hook = signal._hook
-    if not isinstance(hook, _Hook):
-        hook = signal._hook = _Hook()
+        raise TypeError(f"{helper}() takes AsyncSignal objects, got {signal!r}")
+    installed = signal._hook
+    hook = installed if isinstance(installed, _Hook) else _Hook()
+    signal._hook = hook
     try:
         yield hook
     finally:
@@ -123,7 +126,7 @@ def capture(signal: AsyncSignal, sender: Any = None) -> Iterator[Capture]:
         assert len(sent) == 1 and sent[0].payload["order"].total == 42
         ```
     """
-    with _hooked(signal) as hook:
+    with _hooked(signal, "capture") as hook:
         recorder = Capture(signal, sender)
         hook.captures.append(recorder)
         try:
@@ -146,7 +149,7 @@ def muted(*signals: AsyncSignal) -> Iterator[None]:
         raise TypeError("muted() needs at least one signal")
     with ExitStack() as stack:
         for signal in signals:
-            hook = stack.enter_context(_hooked(signal))
+            hook = stack.enter_context(_hooked(signal, "muted"))
             hook.muted += 1
             stack.callback(_unmute, hook)
         yield
@@ -174,10 +177,11 @@ def connected_to(receiver: Receiver, signal: AsyncSignal, sender: Any = None) ->
             f"connected_to(receiver, signal, sender=None): expected an AsyncSignal as the "
             f"second argument, got {signal!r}"
         )
-    was_connected = signal._is_connected(receiver, sender)
+    if signal._is_connected(receiver, sender):  # perhaps under a dispatch_uid: leave it be
+        yield
+        return
     signal.connect(receiver, sender, weak=False)
     try:
         yield
     finally:
-        if not was_connected:
-            signal.disconnect(receiver, sender)
+        signal.disconnect(receiver, sender)

@@ -31,7 +31,7 @@ from asignals import (
     request_started,
 )
 from asignals.asgi import ASGIApp, Message, Receive, Scope, Send, SignalMiddleware
-from asignals.testing import connected_to
+from asignals.testing import capture, connected_to
 
 pytestmark = pytest.mark.anyio
 
@@ -879,3 +879,12 @@ async def test_raising_app_stopping_receiver_is_logged(caplog: pytest.LogCapture
         )
     assert events == ["startup", "shutdown"]
     assert "stopping receiver broke" in caplog.text
+
+
+async def test_capture_sees_the_request_signals_without_receivers() -> None:
+    with capture(request_started) as started, capture(request_finished) as finished:
+        await SignalMiddleware(ok_app)(http_scope("/x"), *FakeServer().channel())
+    assert [sent.payload["scope"]["path"] for sent in started] == ["/x"]
+    [report] = finished
+    assert report.sender is SignalMiddleware
+    assert report.payload["status_code"] == 200

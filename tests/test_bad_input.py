@@ -269,3 +269,10 @@ async def test_signal_is_a_reserved_payload_key(sig: AsyncSignal, calls: Calls, 
     with pytest.raises(TypeError, match="'signal' is reserved"):
         await sender_of(sig, mode)(sender=Shop, signal=sig)
     assert calls == []
+
+
+def test_max_concurrency_is_read_only() -> None:
+    sig = AsyncSignal("limited", max_concurrency=2)
+    with pytest.raises(AttributeError):
+        sig.max_concurrency = 0  # type: ignore[misc]
+    assert sig.max_concurrency == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -417,3 +418,26 @@ def test_receiver_decorator_validates_options_when_applied() -> None:
             pass
 
     assert sig.receivers_for() == []
+
+
+def test_many_senders_each_get_their_own_receivers_in_connection_order() -> None:
+    sig = AsyncSignal("per-object")
+    senders = [Shop() for _ in range(50)]
+    everyone: list[Callable[..., Any]] = []
+    own: dict[int, list[Callable[..., Any]]] = {id(s): [] for s in senders}
+    keep: list[Callable[..., Any]] = []
+    for round_ in range(3):
+        common = sync_recorder([], f"any{round_}")
+        keep.append(common)
+        sig.connect(common)
+        everyone.append(common)
+        for sender in senders:
+            mine = sync_recorder([], f"own{round_}")
+            keep.append(mine)
+            sig.connect(mine, sender)
+            own[id(sender)].append(mine)
+    for sender in senders:
+        theirs = own[id(sender)]
+        expected = [everyone[0], theirs[0], everyone[1], theirs[1], everyone[2], theirs[2]]
+        assert sig.receivers_for(sender) == expected
+    assert sig.receivers_for(None) == everyone

@@ -239,3 +239,37 @@ async def test_self_referencing_wrapped_chain_is_a_sync_receiver() -> None:
     sig.connect(odd)
     assert await sig.send(Shop) == [(odd, "odd")]
     assert seen == [{"signal": sig, "sender": Shop}]
+
+
+class AsyncDecorator:
+    """A class-based decorator: an async __call__ around a sync function it __wrapped__s."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, func)
+
+    async def __call__(self, **kwargs: Any) -> Any:
+        await anyio.lowlevel.checkpoint()
+        return self.__wrapped__(**kwargs)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_async_call_wins_over_a_sync_wrapped_function(mode: Mode) -> None:
+    sig = AsyncSignal("decorated")
+    seen: Seen = []
+    handler = AsyncDecorator(plain_function(seen))
+    sig.connect(handler)
+    assert await sender_of(sig, mode)(Shop, order=1) == [(handler, "result")]
+    assert seen == [{"signal": sig, "sender": Shop, "order": 1}]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
+@pytest.mark.parametrize("mode", MODES)
+async def test_asgiref_sync_to_async_is_a_coroutine_receiver(mode: Mode) -> None:
+    from asgiref.sync import sync_to_async
+
+    sig = AsyncSignal("asgiref")
+    seen: Seen = []
+    handler = sync_to_async(plain_function(seen))
+    sig.connect(handler)
+    assert await sender_of(sig, mode)(Shop, order=1) == [(handler, "result")]
+    assert seen == [{"signal": sig, "sender": Shop, "order": 1}]

@@ -88,6 +88,17 @@ def test_connected_to_disconnects_on_error() -> None:
     assert not sig.has_listeners()
 
 
+def test_connected_to_keeps_a_receiver_connected_with_a_dispatch_uid() -> None:
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    handler = sync_recorder(calls, "h")
+    sig.connect(handler, dispatch_uid="app.h")
+    with connected_to(handler, sig):
+        run(sig.send)
+    assert calls == ["h"]  # called once, not once per connection
+    assert sig.disconnect(dispatch_uid="app.h")
+
+
 def test_connected_to_rejects_non_signal() -> None:
     handler = sync_recorder([], "h")
     with pytest.raises(TypeError, match="AsyncSignal"), connected_to(handler, "sig"):  # type: ignore[arg-type]
@@ -276,6 +287,22 @@ def test_capture_does_not_record_rejected_sends() -> None:
     with capture(sig) as sent, pytest.raises(TypeError):
         run(sig.send, Shop, 1)
     assert len(sent) == 0
+
+
+def test_has_listeners_while_capturing() -> None:
+    """Code that skips sends nobody listens to must still send while a capture records."""
+    sig = AsyncSignal("s")
+    assert not sig.has_listeners(Shop)
+    with capture(sig, sender=Shop):
+        assert sig.has_listeners(Shop)
+        assert not sig.has_listeners(object())  # not recorded: still nobody listening
+        with muted(sig):
+            assert sig.has_listeners(Shop)
+    with capture(sig):
+        assert sig.has_listeners(object())
+    with muted(sig):
+        assert not sig.has_listeners(Shop)
+    assert not sig.has_listeners(Shop)
 
 
 def test_capture_rejects_non_signal() -> None:
