@@ -98,6 +98,11 @@ class SignalMiddleware:
                 f"SignalMiddleware(): exclude_paths takes a list of paths, got the string "
                 f"{exclude_paths!r}; write exclude_paths=[{exclude_paths!r}]"
             )
+        if isinstance(finish_timeout, bool) or not isinstance(finish_timeout, int | float):
+            raise TypeError(
+                f"SignalMiddleware(): finish_timeout must be a number of seconds, "
+                f"got {finish_timeout!r}"
+            )
         if not finish_timeout > 0:
             raise ValueError(
                 f"SignalMiddleware(): finish_timeout must be a positive number of seconds, "

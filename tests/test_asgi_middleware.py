@@ -137,6 +137,7 @@ def all_connected(*receivers: tuple[Callable[..., Any], AsyncSignal]) -> Iterato
         pytest.param({"exclude_paths": [b"/health"]}, TypeError, "items must be", id="bytes"),
         pytest.param({"exclude_paths": ["/a", 1]}, TypeError, "got 1", id="int"),
         pytest.param({"exclude_paths": [None]}, TypeError, "items must be", id="none"),
+        pytest.param({"finish_timeout": "5"}, TypeError, "number", id="timeout-str"),
         pytest.param({"finish_timeout": 0}, ValueError, "positive", id="timeout-0"),
         pytest.param({"finish_timeout": -1.5}, ValueError, "positive", id="timeout-neg"),
         pytest.param({"finish_timeout": math.nan}, ValueError, "positive", id="timeout-nan"),
