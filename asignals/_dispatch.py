@@ -141,14 +141,12 @@ async def run_concurrently(
     robust: bool,
     max_concurrency: int | None,
 ) -> Responses:
-    """Run every receiver of *plan* in a task of one task group; responses in plan order.
+    """Run the receivers of a non-empty *plan* concurrently; responses in plan order.
 
     Structured: the task group does not exit before every receiver has finished. Without
     *robust*, the first failure cancels the others and the task group raises an
     ``ExceptionGroup``.
     """
-    if not plan:
-        return []
     shape = tuple(payload)
     loop = loops.get(shape) or loop_for(shape)
     parts = _parts(plan)

@@ -328,6 +328,8 @@ class AsyncSignal:
         plan = found[1] if found is not None and found[0]() is sender else any_plan
         if self._hook is not None:
             plan = self._hook(sender, payload, plan)
+        if not plan:
+            return _no_receivers()  # the common case for library signals: make it cheapest
         if concurrent:
             return run_concurrently(self, plan, sender, payload, robust, self._max_concurrency)
         shape = tuple(payload)
@@ -428,6 +430,10 @@ class AsyncSignal:
         # Otherwise a connect() or disconnect() is running (perhaps in this very thread, if
         # the collection happened inside it) and the next one prunes. Until then the loop
         # skips the dead reference: it returns None.
+
+
+async def _no_receivers() -> Responses:
+    return []
 
 
 def _death_callback(signal: AsyncSignal) -> Callable[[Any], None]:

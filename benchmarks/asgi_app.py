@@ -1,0 +1,102 @@
+"""The applications :mod:`benchmarks.asgi` serves: one factory per variant.
+
+uvicorn imports this module in a fresh process per variant
+(``uvicorn --factory benchmarks.asgi_app:signals_async``), so receivers connected by one
+variant's factory never leak into another's measurement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from asignals import request_finished, request_started
+from asignals.asgi import ASGIApp, Receive, Scope, Send, SignalMiddleware
+
+
+async def homepage(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def _starlette() -> Starlette:
+    return Starlette(routes=[Route("/", homepage)])
+
+
+async def on_request(sender: Any, **kwargs: Any) -> None:
+    """The coroutine receiver (and the BaseHTTPMiddleware hook): does nothing."""
+
+
+def on_request_sync(sender: Any, **kwargs: Any) -> None:
+    """The sync receiver: does nothing."""
+
+
+class NoopMiddleware:
+    """The cheapest pure ASGI middleware: one extra await per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class HooksMiddleware(BaseHTTPMiddleware):
+    """The same two hooks as the signal variant, the way many apps write them today."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        await on_request(HooksMiddleware, scope=request.scope)
+        response = await call_next(request)
+        await on_request(HooksMiddleware, scope=request.scope, status_code=response.status_code)
+        return response
+
+
+def bare() -> ASGIApp:
+    return _starlette()
+
+
+def noop() -> ASGIApp:
+    return NoopMiddleware(_starlette())
+
+
+def signals_none() -> ASGIApp:
+    return SignalMiddleware(_starlette())
+
+
+def signals_async() -> ASGIApp:
+    request_started.connect(on_request)
+    request_finished.connect(on_request)
+    return SignalMiddleware(_starlette())
+
+
+def signals_sync() -> ASGIApp:
+    request_started.connect(on_request_sync)
+    request_finished.connect(on_request_sync)
+    return SignalMiddleware(_starlette())
+
+
+def basehttp() -> ASGIApp:
+    app = _starlette()
+    app.add_middleware(HooksMiddleware)
+    return app
+
+
+FACTORIES = {
+    "bare": bare,
+    "noop": noop,
+    "signals_none": signals_none,
+    "signals_async": signals_async,
+    "signals_sync": signals_sync,
+    "basehttp": basehttp,
+}
+
+
+def disconnect_all() -> None:
+    """Undo what the factories connected (in-process runs build every variant in turn)."""
+    for signal in (request_started, request_finished):
+        signal.disconnect(on_request)
+        signal.disconnect(on_request_sync)

@@ -1,0 +1,440 @@
+"""Output: readable tables (stdout), JSON for machines, a PNG plot for people."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._model import (
+    KIND_TITLES,
+    KINDS,
+    MODES,
+    AsgiRow,
+    ChurnRow,
+    DispatchRow,
+    FootprintRow,
+    InProcessRow,
+    Kind,
+    LoopName,
+    Mode,
+    Results,
+    Settings,
+    TargetRow,
+)
+from ._timing import STATISTIC
+from ._wrk import BUSY_CORES
+from .dispatch import block_baseline
+
+JSON_SCHEMA = 1
+
+
+# -- formatting helpers -------------------------------------------------------------------
+
+
+def fmt_ns(ns: float) -> str:
+    if ns < 1_000:
+        return f"{ns:.0f} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1_000:.3g} µs"
+    return f"{ns / 1_000_000:.3g} ms"
+
+
+def fmt_us(us: float) -> str:
+    return f"{us:.0f} µs" if us < 1_000 else f"{us / 1_000:.3g} ms"
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    return "" if ratio is None else f"{ratio:.2f}x"
+
+
+def table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    indent: str = "  ",
+    align: str | None = None,
+) -> str:
+    """Columns padded to their widest cell.
+
+    *align* has one letter per column, ``l`` or ``r``; by default the first column is
+    left-aligned (names) and the others right-aligned (numbers).
+    """
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    alignment = align or "l" + "r" * (len(header) - 1)
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            cell.ljust(width) if alignment[i] == "l" else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return (indent + "  ".join(padded)).rstrip()
+
+    rule = indent + "  ".join("-" * width for width in widths)
+    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+
+
+def heading(text: str) -> str:
+    return f"\n{text}\n{'=' * len(text)}"
+
+
+# -- sections -----------------------------------------------------------------------------
+
+
+def format_header(results: Results) -> str:
+    s = results.settings
+    system = results.system
+    lines = [
+        f"asignals benchmarks — {system['date']}" + ("  (--quick)" if s.quick else ""),
+        f"  python    {system['python']} on {system['platform']}",
+        f"  cpu       {system['cpu']}; {system['cpus']}; load average at start {system['load']}",
+        f"  loops     {system['loops']}",
+        f"  asignals  {system['asignals']}",
+        f"  peers     {system['peers']}",
+        f"  timing    time.perf_counter_ns around batches of k sends inside one running loop "
+        f"(after a first call, k calibrated to ~{s.batch_target_ms:g} ms per batch: the warm-up),",
+        f"            {s.repeats} interleaved repeats per case, gc paused while timing; "
+        f"statistic: {STATISTIC} over the repeats (the median is in the JSON)",
+    ]
+    return "\n".join(lines)
+
+
+def format_dispatch(results: Results) -> str:
+    rows = results.dispatch
+    s = results.settings
+    out = [heading("dispatch: time per send")]
+    out.append(
+        "Each cell: the best time per send, then that time divided by the block's baseline"
+        "\n(hand loop for send/send_robust; raw task group for gather/gather_robust, which"
+        "\non trio is a nursery). Payload: one keyword, value=42; sender: a class."
+        "\nn/a [k]: the implementation cannot run that case; reason k is listed at the end."
+    )
+    out += ["", "Implementations:"] + [f"  {note}" for note in results.dispatch_notes]
+    loops: list[LoopName] = []
+    for row in rows:
+        if row.loop not in loops:
+            loops.append(row.loop)
+    reasons: dict[str, int] = {}
+    for loop in loops:
+        for mode in MODES:
+            for kind in KINDS:
+                block = [r for r in rows if (r.loop, r.mode, r.kind) == (loop, mode, kind)]
+                if block:
+                    out.append(_dispatch_block(loop, mode, kind, block, s.receiver_counts, reasons))
+    if reasons:
+        out += ["", "n/a reasons:"] + [f"  [{k}] {reason}" for reason, k in reasons.items()]
+    return "\n".join(out)
+
+
+def _dispatch_block(
+    loop: str,
+    mode: Mode,
+    kind: Kind,
+    block: list[DispatchRow],
+    counts: list[int],
+    reasons: dict[str, int],
+) -> str:
+    baseline = block[0].baseline
+    if loop == "trio" and baseline == "raw task group":
+        baseline = "raw task group (trio nursery)"
+    title = f"{mode} · {KIND_TITLES[kind]} · {loop}  [ratio vs {baseline}]"
+    names: list[str] = []
+    for row in block:
+        if row.impl not in names:
+            names.append(row.impl)
+    body: list[list[str]] = []
+    for name in names:
+        cells = [name]
+        for n in counts:
+            cell = next((r for r in block if r.impl == name and r.n == n), None)
+            if cell is None:
+                cells.append("")
+            elif cell.na is not None:
+                cells.append(f"n/a [{reasons.setdefault(cell.na, len(reasons) + 1)}]")
+            elif cell.ns is not None:
+                cells.append(f"{fmt_ns(cell.ns)} {fmt_ratio(cell.ratio):>6}")
+        body.append(cells)
+    return "\n".join(["", title, table(["", *(f"N={n}" for n in counts)], body)])
+
+
+def format_asgi(results: Results) -> str:
+    out = [heading("asgi: SignalMiddleware in a request's path")]
+    if "asgi" in results.skipped:
+        out.append(results.skipped["asgi"])
+        return "\n".join(out)
+    out.append(
+        "In process: the app called directly with a fake server (one GET /, a Starlette "
+        "route\nanswering 'ok'); min time per request; the overhead is what each variant adds."
+    )
+    body = [
+        [
+            f"{row.loop:7} {row.description}",
+            "n/a" if row.ns is None else fmt_ns(row.ns),
+            fmt_ratio(row.ratio),
+            "" if row.overhead_ns is None else f"{row.overhead_ns / 1000:+.2f} µs",
+        ]
+        for row in results.asgi_inprocess
+    ]
+    out += ["", table(["loop    variant", "per request", "xbare", "overhead"], body)]
+    out += [f"  n/a {row.loop} {row.variant}: {row.na}" for row in results.asgi_inprocess if row.na]
+    out.append("\nUnder load: uvicorn on 127.0.0.1, wrk as the client.")
+    if "wrk" in results.skipped:
+        out.append(results.skipped["wrk"])
+        return "\n".join(out)
+    out += [f"  {note}" for note in results.asgi_notes]
+    body = []
+    for row in results.asgi:
+        if row.na is not None:
+            body.append([f"{row.loop:7} {row.description}", "n/a", "", "", "", "", "", "", ""])
+            continue
+        body.append(
+            [
+                f"{row.loop:7} {row.description}",
+                f"{row.rps:,.0f}" if row.rps else "",
+                fmt_ratio(row.rps_ratio),
+                fmt_us(row.p50_us) if row.p50_us else "",
+                fmt_ratio(row.p50_ratio),
+                fmt_us(row.p99_us) if row.p99_us else "",
+                fmt_ratio(row.p99_ratio),
+                str(row.errors),
+                "" if row.other_cores is None else f"{row.other_cores:.2f}",
+            ]
+        )
+    header = [
+        "loop    variant",
+        "req/s",
+        "xbare",
+        "p50",
+        "xbare",
+        "p99",
+        "xbare",
+        "errors",
+        "other CPU",
+    ]
+    out += ["", table(header, body)]
+    out += [f"  n/a {row.loop} {row.variant}: {row.na}" for row in results.asgi if row.na]
+    busy = max((row.other_cores or 0.0 for row in results.asgi), default=0.0)
+    out.append(
+        "  other CPU: cores' worth of CPU that processes other than the server, wrk and this "
+        "suite used during the kept run."
+    )
+    if busy > BUSY_CORES:
+        out.append(
+            f"  WARNING: other processes used up to {busy:.2f} cores during these runs; the "
+            f"server's core was shared, so the ratios carry that noise. Rerun on a quiet machine."
+        )
+    return "\n".join(out)
+
+
+def format_memory(results: Results) -> str:
+    out = [heading("memory")]
+    if "memory" in results.skipped:
+        out.append(results.skipped["memory"])
+        return "\n".join(out)
+    out += [f"  {note}" for note in results.memory_notes]
+    body = [
+        [
+            row.impl,
+            "n/a" if row.bytes_per_receiver is None else f"{row.bytes_per_receiver:,.0f}",
+            fmt_ratio(row.ratio),
+            "" if row.connect_seconds is None else f"{row.connect_seconds:.3g} s",
+        ]
+        for row in results.footprint
+    ]
+    count = results.footprint[0].receivers if results.footprint else 0
+    header = [
+        f"footprint, {count:,} receivers",
+        "bytes/receiver",
+        "xweakref list",
+        "connect time",
+    ]
+    out += ["", table(header, body)]
+    out += [f"  n/a {row.impl}: {row.na}" for row in results.footprint if row.na]
+    churn = [
+        [
+            f"{row.name}: {row.description}",
+            f"{row.cycles:,}",
+            f"{row.growth_bytes:+,}",
+            f"{row.bytes_per_cycle:.3f}",
+            "flat" if row.flat else "GROWS",
+            " ".join(f"{b:+}" for b in row.traced_bytes),
+            f"{row.seconds:.1f} s",
+        ]
+        for row in results.churn
+    ]
+    header = ["churn", "cycles", "growth B", "B/cycle", "", "bytes at checkpoints", "time"]
+    out += ["", table(header, churn)]
+    return "\n".join(out)
+
+
+def format_targets(results: Results) -> str:
+    out = [heading("targets")]
+    if results.settings.quick:
+        out.append("--quick: short runs, indicative only; judge the targets on a full run.")
+    body = []
+    for target in results.targets:
+        verdict = "not judged" if target.passed is None else ("pass" if target.passed else "MISS")
+        body.append([target.name, target.goal, target.value, verdict])
+    out.append(table(["target", "goal", "measured", ""], body, align="llrl"))
+    out.append("")
+    out += [f"  {target.name}: {target.details}" for target in results.targets if target.details]
+    return "\n".join(out)
+
+
+def format_text(results: Results) -> str:
+    """The whole report, as printed section by section during a run."""
+    parts = [format_header(results)]
+    if "dispatch" in results.settings.sections:
+        parts.append(format_dispatch(results))
+    if "asgi" in results.settings.sections:
+        parts.append(format_asgi(results))
+    if "memory" in results.settings.sections:
+        parts.append(format_memory(results))
+    parts.append(format_targets(results))
+    return "\n".join(parts)
+
+
+# -- JSON and plot ------------------------------------------------------------------------
+
+
+def write_json(results: Results, path: Path) -> None:
+    document = {"schema": JSON_SCHEMA, **dataclasses.asdict(results)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Results:
+    """The results a run saved with ``--json``, to print or plot them again."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    if document.get("schema") != JSON_SCHEMA:
+        raise ValueError(
+            f"{path}: not a results file of this suite (schema {document.get('schema')!r}, "
+            f"expected {JSON_SCHEMA})"
+        )
+    return Results(
+        system=document["system"],
+        settings=Settings(**document["settings"]),
+        dispatch=[DispatchRow(**row) for row in document["dispatch"]],
+        dispatch_notes=document["dispatch_notes"],
+        asgi=[AsgiRow(**row) for row in document["asgi"]],
+        asgi_inprocess=[InProcessRow(**row) for row in document["asgi_inprocess"]],
+        asgi_notes=document["asgi_notes"],
+        footprint=[FootprintRow(**row) for row in document["footprint"]],
+        churn=[ChurnRow(**row) for row in document["churn"]],
+        memory_notes=document["memory_notes"],
+        skipped=document["skipped"],
+        targets=[TargetRow(**row) for row in document["targets"]],
+    )
+
+
+_STYLE: dict[str, dict[str, Any]] = {
+    "asignals": {"color": "#d62728", "linewidth": 2.6, "marker": "o", "zorder": 5},
+    "asignals weak=False": {"color": "#ff9896", "linewidth": 1.2, "marker": ".", "zorder": 4},
+    "hand loop": {"color": "black", "linewidth": 1.6, "linestyle": "--", "marker": "s"},
+    "hand loop, literal kw": {"color": "#555555", "linewidth": 1.0, "linestyle": ":"},
+    "raw task group": {"color": "black", "linewidth": 1.6, "linestyle": "-.", "marker": "^"},
+    "asyncio.gather": {"color": "#777777", "linewidth": 1.0, "linestyle": "-."},
+}
+_PEER_COLORS = {
+    "django": "#1f77b4",
+    "blinker": "#2ca02c",
+    "aiosignal": "#9467bd",
+    "async-signals": "#ff7f0e",
+    "psygnal": "#8c564b",
+}
+
+
+def _style(name: str) -> dict[str, Any]:
+    """One color per library; its sync entry points dashed."""
+    if name in _STYLE:
+        return dict(_STYLE[name])
+    library, _, method = name.partition(" ")
+    synchronous = method in ("send", "send_robust", "emit") and library != "aiosignal"
+    if library == "async-signals":
+        synchronous = False
+    return {
+        "color": _PEER_COLORS.get(library, "#17becf"),
+        "linewidth": 1.1,
+        "marker": "." if not synchronous else "x",
+        "linestyle": "--" if synchronous else "-",
+    }
+
+
+def plot(results: Results, path: Path, loop: LoopName | None = None) -> str | None:
+    """Draw ns per send against N for one loop, a panel per mode and kind.
+
+    Returns why no plot was written, or ``None`` once it was.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "--plot needs matplotlib (pip install -e '.[bench]'); no plot written"
+    rows = [row for row in results.dispatch if row.ns is not None]
+    loops = [row.loop for row in rows]
+    if not rows:
+        return "--plot: no dispatch results to plot (run the dispatch section)"
+    chosen: LoopName = loop if loop in loops else ("asyncio" if "asyncio" in loops else loops[0])
+    counts = results.settings.receiver_counts
+    figure, axes = plt.subplots(
+        len(KINDS), len(MODES), figsize=(15, 9.5), sharex=True, squeeze=False
+    )
+    handles: dict[str, Any] = {}  # label -> matplotlib Line2D
+    for i, kind in enumerate(KINDS):
+        for j, mode in enumerate(MODES):
+            axis = axes[i][j]
+            panel = [r for r in rows if (r.loop, r.mode, r.kind) == (chosen, mode, kind)]
+            names: list[str] = []
+            for row in panel:
+                if row.impl not in names:
+                    names.append(row.impl)
+            for name in names:
+                points = sorted((counts.index(r.n), r.ns or 0.0) for r in panel if r.impl == name)
+                style = _style(name)
+                (line,) = axis.plot(
+                    [x for x, _ in points],
+                    [y / 1000 for _, y in points],
+                    label=name,
+                    **style,
+                )
+                handles.setdefault(name, line)
+            axis.set_yscale("log")
+            axis.set_xticks(range(len(counts)), [str(n) for n in counts])
+            axis.grid(True, which="major", alpha=0.3)
+            axis.set_title(f"{mode} · {kind}", fontsize=10)
+            if j == 0:
+                axis.set_ylabel("µs per send (log)")
+            if i == len(KINDS) - 1:
+                axis.set_xlabel("receivers (N)")
+            baseline = block_baseline(mode)
+            axis.text(
+                0.02, 0.96, f"baseline: {baseline}", transform=axis.transAxes,
+                fontsize=7, va="top", color="#444444",
+            )  # fmt: skip
+    system = results.system
+    figure.suptitle(
+        f"asignals dispatch, {chosen} — {system['python']}, {system['cpu']}, "
+        f"{system['date'][:10]} ({STATISTIC} of {results.settings.repeats} repeats)",
+        fontsize=12,
+    )
+    figure.legend(
+        list(handles.values()), list(handles), loc="lower center", ncol=6, fontsize=8,
+        frameon=False,
+    )  # fmt: skip
+    figure.tight_layout(rect=(0, 0.06, 1, 0.96))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=72)
+    plt.close(figure)
+    # A line plot needs few colors: a 256-color palette keeps the PNG small enough to
+    # commit next to the docs. Pillow comes with matplotlib.
+    from PIL import Image
+
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=256).save(path, format="PNG", optimize=True)
+    return None
