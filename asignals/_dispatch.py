@@ -225,20 +225,13 @@ async def _run_all_in_asyncio_tasks(
     child fails (CPython gh-116720), which breaks timeouts around a failed gather. Tasks
     and ``asyncio.wait`` have neither problem.
     """
-    tasks: list[asyncio.Task[Responses]] = []
+    tasks = [_start_task(event_loop, coroutine) for coroutine in coroutines]
     try:
-        for coroutine in coroutines:
-            tasks.append(_start_task(event_loop, coroutine))
-            if _failed(tasks[-1]):  # failed in its eager first step: start no more
-                break
         _, running = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    except BaseException:  # the caller was cancelled (or a first step raised SystemExit...)
+    except BaseException:  # the caller was cancelled
         await _cancel_and_wait(tasks)
         raise
-    finally:
-        for coroutine in coroutines[len(tasks) :]:
-            coroutine.close()  # never started
-    if running or len(tasks) < len(coroutines) or any(_failed(task) for task in tasks):
+    if running or any(_failed(task) for task in tasks):
         await _cancel_and_wait(tasks)
         raise BaseExceptionGroup(
             "a receiver failed during gather(); the others were cancelled",

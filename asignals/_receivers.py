@@ -164,10 +164,35 @@ def make_call(is_async: bool, to_thread: bool, timeout: float | None) -> Call:
     return with_timeout
 
 
+def lookup_key(receiver: Receiver | None, sender: Any, dispatch_uid: Hashable | None) -> Hashable:
+    """The key connect() and disconnect() find a connection by, without scanning them all.
+
+    Made of ids, which Python reuses once their objects are gone: a hit is confirmed with
+    ``Connection.is_for`` and ``Connection.matches`` before it counts.
+    """
+    who: Hashable
+    if dispatch_uid is not None:
+        who = ("dispatch_uid", dispatch_uid)
+    elif isinstance(receiver, MethodType):
+        who = (id(receiver.__func__), id(receiver.__self__))  # see same_target()
+    else:
+        who = id(receiver)
+    return (who, None if sender is None else id(sender))
+
+
 class Connection:
     """One ``connect()`` call: the receiver reference, its sender filter and how to call it."""
 
-    __slots__ = ("__weakref__", "dispatch_uid", "entry", "ref", "sender_ref")
+    __slots__ = (
+        "__weakref__",
+        "dispatch_uid",
+        "entry",
+        "key",
+        "ref",
+        "sender_id",
+        "sender_ref",
+        "weak_refs",
+    )
 
     def __init__(
         self,
@@ -175,9 +200,14 @@ class Connection:
         sender_ref: Ref | None,
         dispatch_uid: Hashable | None,
         call: Call,
+        key: Hashable,
     ) -> None:
+        self.key = key  # lookup_key() of the connect() call
         self.ref = ref
         self.sender_ref = sender_ref  # None: any sender
+        # The sender's id, still known once the sender is gone (its plan is filed under it).
+        self.sender_id = None if sender_ref is None else id(sender_ref())
+        self.weak_refs = tuple(r for r in (ref, sender_ref) if isinstance(r, weakref.ref))
         self.dispatch_uid = dispatch_uid
         self.entry: Entry = (ref, call)  # what a plan holds for this receiver
 

@@ -18,6 +18,7 @@ from ._receivers import (
     accepts_var_keyword,
     describe,
     is_coroutine_callable,
+    lookup_key,
     make_call,
     make_ref,
     same_target,
@@ -90,6 +91,9 @@ class AsyncSignal:
         # it started with and connect() is safe from any thread.
         self._lock = threading.Lock()
         self._connections: tuple[Connection, ...] = ()
+        self._index: dict[Hashable, Connection] = {}  # by lookup_key()
+        self._by_ref: dict[int, Connection] = {}  # by id() of its weak references
+        self._prune_pending = False  # a death arrived while the lock was held
         self._plans: Plans = ((), {})
         self._hook: SendHook | None = None
         self._on_death = _death_callback(self)
@@ -164,14 +168,12 @@ class AsyncSignal:
                 f"pass weak=False to keep a strong reference to it"
             ) from None
         sender_ref = None if sender is None else _sender_ref(sender, self._on_death)
-        connection = Connection(
-            ref, sender_ref, dispatch_uid, make_call(is_async, to_thread, timeout)
-        )
+        key = lookup_key(receiver, sender, dispatch_uid)
+        call = make_call(is_async, to_thread, timeout)
         with self._lock:
-            live = [c for c in self._connections if c.alive]
-            if not any(c.is_for(sender) and c.matches(receiver, dispatch_uid) for c in live):
-                live.append(connection)
-            self._publish(live)
+            self._prune_if_pending()
+            if self._find(key, receiver, sender, dispatch_uid) is None:
+                self._add(Connection(ref, sender_ref, dispatch_uid, call, key))
         return receiver
 
     def disconnect(
@@ -202,11 +204,14 @@ class AsyncSignal:
                 f"{self!r}.disconnect() needs the receiver or the dispatch_uid it was "
                 f"connected with"
             )
+        key = lookup_key(receiver, sender, dispatch_uid)
         with self._lock:
-            live = [c for c in self._connections if c.alive]
-            kept = [c for c in live if not (c.is_for(sender) and c.matches(receiver, dispatch_uid))]
-            self._publish(kept)
-        return len(kept) < len(live)
+            self._prune_if_pending()
+            found = self._find(key, receiver, sender, dispatch_uid)
+            if found is None:
+                return False
+            self._remove(found)
+        return True
 
     def receivers_for(self, sender: Any = None) -> list[Receiver]:
         """The live receivers a send from *sender* would call, in call order.
@@ -396,12 +401,69 @@ class AsyncSignal:
                 )
         return is_async
 
-    def _publish(self, connections: list[Connection]) -> None:
-        """Store *connections* and precompute each sender's plan. Hold the lock.
+    # -- publishing (hold the lock) --------------------------------------------------------
+    # Sends read `_plans` without the lock, so every change publishes values that are whole
+    # on their own: a new tuple, or one sender's new plan stored into the dict in place (a
+    # send reads one plan from it, old or new, and a copy per connect would make a
+    # connection per object quadratic).
 
-        One pass groups the connections by sender; each sender's plan merges its own
-        entries with the any-sender ones by connection index. That keeps connect() linear
-        even with a connection per object (one sender per job, per websocket...).
+    def _find(
+        self, key: Hashable, receiver: Receiver | None, sender: Any, dispatch_uid: Hashable | None
+    ) -> Connection | None:
+        found = self._index.get(key)
+        if found is not None and found.is_for(sender) and found.matches(receiver, dispatch_uid):
+            return found
+        return None
+
+    def _add(self, connection: Connection) -> None:
+        self._connections = (*self._connections, connection)
+        self._index[connection.key] = connection
+        for ref in connection.weak_refs:
+            self._by_ref[id(ref)] = connection
+        any_plan, sender_plans = self._plans
+        entry = connection.entry
+        if connection.sender_ref is None:  # a new last entry in every plan
+            self._plans = (
+                (*any_plan, entry),
+                {key: (ref, (*plan, entry)) for key, (ref, plan) in sender_plans.items()},
+            )
+            return
+        target = connection.sender_ref()
+        found = sender_plans.get(id(target))
+        plan = found[1] if found is not None and found[0]() is target else any_plan
+        sender_plans[id(target)] = (connection.sender_ref, (*plan, entry))
+
+    def _remove(self, connection: Connection) -> None:
+        """Take out one connection, also one whose receiver or sender just died."""
+        index = self._connections.index(connection)
+        self._connections = self._connections[:index] + self._connections[index + 1 :]
+        if self._index.get(connection.key) is connection:
+            del self._index[connection.key]
+        for ref in connection.weak_refs:
+            self._by_ref.pop(id(ref), None)
+        any_plan, sender_plans = self._plans
+        entry = connection.entry
+        sender_id = connection.sender_id
+        if sender_id is None:  # connected for any sender: in every plan
+            self._plans = (
+                _without(any_plan, entry),
+                {key: (ref, _without(plan, entry)) for key, (ref, plan) in sender_plans.items()},
+            )
+            return
+        found = sender_plans.get(sender_id)
+        if found is None:
+            return
+        plan = _without(found[1], entry)  # unchanged if the id now means another sender
+        if len(plan) > len(any_plan):
+            sender_plans[sender_id] = (found[0], plan)
+        else:  # nothing of its own left: the sender goes back to the plan for any sender
+            del sender_plans[sender_id]
+
+    def _publish(self, connections: list[Connection]) -> None:
+        """Rebuild everything from *connections*, in one pass.
+
+        The pass groups the connections by sender; each sender's plan merges its own
+        entries with the any-sender ones by connection index, so the cost is linear.
         """
         for_any: list[tuple[int, Entry]] = []
         by_sender: dict[int, tuple[Ref, list[tuple[int, Entry]]]] = {}
@@ -418,18 +480,36 @@ class AsyncSignal:
             for key, (sender_ref, own) in by_sender.items()
         }
         self._connections = tuple(connections)
+        self._index = {connection.key: connection for connection in connections}
+        self._by_ref = {id(ref): c for c in connections for ref in c.weak_refs}
         self._plans = (tuple(entry for _, entry in for_any), sender_plans)
 
-    def _prune(self) -> None:
-        """Drop connections whose receiver or sender was garbage-collected."""
+    def _forget(self, dead: Ref) -> None:
+        """A weak reference of one connection died: take that connection out."""
         if self._lock.acquire(blocking=False):
             try:
-                self._publish([c for c in self._connections if c.alive])
+                connection = self._by_ref.get(id(dead))
+                if connection is not None and any(ref is dead for ref in connection.weak_refs):
+                    self._remove(connection)
             finally:
                 self._lock.release()
-        # Otherwise a connect() or disconnect() is running (perhaps in this very thread, if
-        # the collection happened inside it) and the next one prunes. Until then the loop
-        # skips the dead reference: it returns None.
+        else:
+            # A connect() or disconnect() is running, perhaps in this very thread (the
+            # collection happened inside it): the next one prunes. Until then the loop
+            # skips the dead reference, which returns None.
+            self._prune_pending = True
+
+    def _prune_if_pending(self) -> None:
+        if self._prune_pending:
+            self._prune_pending = False
+            self._publish([c for c in self._connections if c.alive])
+
+
+def _without(plan: Plan, entry: Entry) -> Plan:
+    for index, candidate in enumerate(plan):
+        if candidate is entry:
+            return plan[:index] + plan[index + 1 :]
+    return plan
 
 
 async def _no_receivers() -> Responses:
@@ -437,13 +517,13 @@ async def _no_receivers() -> Responses:
 
 
 def _death_callback(signal: AsyncSignal) -> Callable[[Any], None]:
-    """A weakref callback that prunes *signal* without keeping it alive."""
+    """A weakref callback that updates *signal* without keeping it alive."""
     signal_ref = weakref.ref(signal)
 
-    def on_death(_: Any) -> None:
+    def on_death(dead: Ref) -> None:
         alive = signal_ref()
         if alive is not None:
-            alive._prune()
+            alive._forget(dead)
 
     return on_death
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
@@ -538,6 +539,34 @@ async def test_cancelling_the_caller_cancels_receivers(mode: Mode) -> None:
         assert cancelled == ["forever"]
         if mode in ("send", "send_robust"):
             assert calls == []  # cancellation was not swallowed into a response
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
+@pytest.mark.parametrize("mode", ["gather", "gather_robust"])
+async def test_native_asyncio_cancel_of_a_gather_cancels_and_waits_for_receivers(
+    mode: Mode,
+) -> None:
+    """One plain task.cancel(), as asyncio.timeout() or a server shutdown would send."""
+    sig = AsyncSignal("s")
+    started = asyncio.Event()
+    finished: list[str] = []
+
+    async def slow(**kwargs: Any) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0.01)  # cleanup that takes a while: gather waits for it
+            finished.append("slow")
+
+    sig.connect(slow)
+    sig.connect(sleeps_long)
+    task = asyncio.ensure_future(sender_of(sig, mode)())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == ["slow"]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -410,3 +410,54 @@ async def test_small_int_and_interned_str_senders() -> None:
     await sig.send("shop")
     await sig.send(8)
     assert calls == ["h", "h"]
+
+
+async def test_deferred_prune_keeps_the_survivors_in_connection_order() -> None:
+    """Deaths during a connect() (lock held) are pruned by the next one, all at once."""
+    sig = AsyncSignal("s")
+    calls: list[str] = []
+    shop, other = Shop(), Shop()
+    first = sync_recorder(calls, "first")
+    doomed = sync_recorder(calls, "doomed")
+    for_shop = sync_recorder(calls, "for_shop")
+    for_other = sync_recorder(calls, "for_other")
+    last = sync_recorder(calls, "last")
+    sig.connect(first)
+    sig.connect(doomed, sender=shop)
+    sig.connect(for_shop, sender=shop)
+    sig.connect(doomed)
+    sig.connect(for_other, sender=other)
+    with sig._lock:  # as if the collection ran inside another thread's connect()
+        del doomed
+        gc.collect()
+    sig.connect(last)  # prunes everything that died meanwhile, then connects
+    assert len(sig._connections) == 4
+    assert sig.receivers_for(shop) == [first, for_shop, last]
+    assert sig.receivers_for(other) == [first, for_other, last]
+    assert sig.receivers_for(None) == [first, last]
+    assert receivers(await sig.send(shop)) == [first, for_shop, last]
+    assert calls == ["first", "for_shop", "last"]
+
+
+def test_per_object_connections_come_and_go_one_by_one() -> None:
+    """Connections per object (a sender each) are added, disconnected and collected alone."""
+    sig = AsyncSignal("per-object")
+    handler = sync_recorder([], "h")
+    common = sync_recorder([], "common")
+    sig.connect(common)
+    jobs = [Shop() for _ in range(200)]
+    for job in jobs:
+        sig.connect(handler, sender=job)
+    assert all(sig.receivers_for(job) == [common, handler] for job in jobs)
+    for job in jobs[:50]:
+        assert sig.disconnect(handler, sender=job)
+        assert not sig.disconnect(handler, sender=job)
+    assert all(sig.receivers_for(job) == [common] for job in jobs[:50])
+    del jobs[50:100]
+    gc.collect()
+    assert len(sig._connections) == 1 + 100  # common, and the 100 jobs still alive
+    assert len(sig._plans[1]) == 100  # no plan left behind for a dead or finished job
+    assert all(sig.receivers_for(job) == [common, handler] for job in jobs[50:])
+    sig.disconnect(common)
+    assert all(sig.receivers_for(job) == [handler] for job in jobs[50:])
+    assert sig.receivers_for(None) == []
