@@ -236,6 +236,8 @@ class AsyncSignal:
         """
         if self._hook is not None and self._hook.observes(sender):
             return True  # asignals.testing.capture() wants to see the send
+        if not self._connections:  # the usual answer for a library's signal: make it cheap
+            return False
         # A plain loop, not any(): the ASGI middleware asks this on every request.
         for ref, _ in self._plan_for(sender):  # noqa: SIM110
             if ref() is not None:
