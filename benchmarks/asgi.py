@@ -215,23 +215,27 @@ def _run_loop(
             else:
                 warm_up(server, WARM_UP_SECONDS)
         meter = CpuMeter([server.process.pid for server in servers.values()])
+
+        def measure(variant: str, server: Server) -> None:
+            try:
+                results[variant].append(
+                    run_wrk(
+                        server.url,
+                        settings.asgi_seconds,
+                        settings.asgi_connections,
+                        client_cpu,
+                        meter,
+                    )
+                )
+            except (subprocess.SubprocessError, ValueError) as exc:
+                failed[variant] = f"wrk failed: {exc}"
+
         for round_number in range(settings.asgi_repeats):
             for variant, server in servers.items():
                 progress.step(f"{loop} {variant} round {round_number + 1}")
                 if variant in failed:
                     continue
-                try:
-                    results[variant].append(
-                        run_wrk(
-                            server.url,
-                            settings.asgi_seconds,
-                            settings.asgi_connections,
-                            client_cpu,
-                            meter,
-                        )
-                    )
-                except (subprocess.SubprocessError, ValueError) as exc:
-                    failed[variant] = f"wrk failed: {exc}"
+                measure(variant, server)
         # A variant whose every run shared the server's core with other work gets a few
         # more runs, so that one busy moment does not decide its ratio.
         for variant, server in servers.items():
@@ -239,18 +243,7 @@ def _run_loop(
                 if variant in failed or not _disturbed(results[variant]):
                     break
                 progress.step(f"{loop} {variant} rerun (machine was busy)")
-                try:
-                    results[variant].append(
-                        run_wrk(
-                            server.url,
-                            settings.asgi_seconds,
-                            settings.asgi_connections,
-                            client_cpu,
-                            meter,
-                        )
-                    )
-                except (subprocess.SubprocessError, ValueError) as exc:
-                    failed[variant] = f"wrk failed: {exc}"
+                measure(variant, server)
     finally:
         for server in servers.values():
             server.stop()
