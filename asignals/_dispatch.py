@@ -20,7 +20,6 @@ import asyncio
 import keyword
 import linecache
 import logging
-import sys
 from collections.abc import Callable, Coroutine, Iterator
 from types import CodeType
 from typing import TYPE_CHECKING, Any
@@ -225,7 +224,7 @@ async def _run_all_in_asyncio_tasks(
     child fails (CPython gh-116720), which breaks timeouts around a failed gather. Tasks
     and ``asyncio.wait`` have neither problem.
     """
-    tasks = [_start_task(event_loop, coroutine) for coroutine in coroutines]
+    tasks = [event_loop.create_task(coroutine) for coroutine in coroutines]
     try:
         _, running = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     except BaseException:  # the caller was cancelled
@@ -238,16 +237,6 @@ async def _run_all_in_asyncio_tasks(
             [error for task in tasks if _failed(task) and (error := task.exception())],
         )
     return [task.result() for task in tasks]
-
-
-def _start_task(
-    event_loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Responses]
-) -> asyncio.Task[Responses]:
-    if sys.version_info >= (3, 12):
-        # Run the first step at once, inside the new task: a receiver that finishes without
-        # suspending never waits for the scheduler.
-        return asyncio.Task(coroutine, loop=event_loop, eager_start=True)
-    return asyncio.Task(coroutine, loop=event_loop)
 
 
 def _failed(task: asyncio.Task[Any]) -> bool:
