@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help install wrk lint typecheck pytest docs-build bench-smoke test bench docs demo clean
+.PHONY: help install wrk lint typecheck pytest docs-build bench-smoke test test-pythons bench docs demo clean
 
 help:
 	@echo "make test        lint, type-check, run the tests with coverage, build the docs,"
 	@echo "                 smoke-run the benchmarks"
+	@echo "make test-pythons  the tests on every other Python 3.11+ found (pyenv or PATH)"
 	@echo "make bench       run the benchmark suite (asignals against its peers, ~4 min)"
 	@echo "                 BENCH_ARGS='--quick' or 'dispatch --loops asyncio' to narrow it"
 	@echo "make demo        run the FastAPI demo shop on http://127.0.0.1:8000"
@@ -52,6 +53,18 @@ bench-smoke: $(STAMP) wrk
 
 test: lint typecheck pytest docs-build bench-smoke
 
+# The suite on each other supported Python this machine has, in a virtualenv of its own.
+OTHER_PYTHONS := $(foreach v,3.12 3.13 3.14,$(firstword $(wildcard $(HOME)/.pyenv/versions/$(v).*/bin/python$(v)) $(shell command -v python$(v) 2>/dev/null)))
+test-pythons:
+	@test -n "$(strip $(OTHER_PYTHONS))" || echo "no other Python 3.11+ found"
+	@set -e; for py in $(OTHER_PYTHONS); do \
+	  venv=.venv-$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  test -x $$venv/bin/python || $$py -m venv $$venv; \
+	  $$venv/bin/python -m pip install --quiet -e ".[dev]"; \
+	  echo "== $$($$venv/bin/python --version)"; \
+	  $$venv/bin/pytest -q -p no:cacheprovider; \
+	done
+
 bench: $(STAMP) wrk
 	mkdir -p bench-results
 	$(BIN)/python -m benchmarks --json bench-results/results.json \
@@ -65,4 +78,4 @@ demo: $(STAMP)
 	$(BIN)/uvicorn --app-dir docs/examples demo_app:app --host 127.0.0.1 --port 8000
 
 clean:
-	rm -rf $(VENV) site bench-results .coverage .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* site bench-results .coverage .mypy_cache .pytest_cache .ruff_cache
