@@ -124,6 +124,28 @@ def lifespan_for(probe: Probe) -> Callable[[Any], Any]:
 # -- Starlette ---------------------------------------------------------------------------
 
 
+def websocket_endpoints(
+    probe: Probe,
+) -> tuple[Callable[[WebSocket], Awaitable[None]], Callable[[WebSocket], Awaitable[None]]]:
+    """The two websocket endpoints both apps serve: /ws and /ws-echo."""
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        text = await websocket.receive_text()
+        await websocket.send_text(text)
+        await websocket.close(code=4001)
+
+    async def ws_until_disconnect(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                await websocket.send_text(await websocket.receive_text())
+        except WebSocketDisconnect:
+            probe.record("ws-disconnect")
+
+    return ws, ws_until_disconnect
+
+
 def make_starlette_app(probe: Probe) -> Starlette:
     """The test routes, as a Starlette application."""
 
@@ -168,19 +190,7 @@ def make_starlette_app(probe: Probe) -> Starlette:
     async def plain(request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    async def ws(websocket: WebSocket) -> None:
-        await websocket.accept()
-        text = await websocket.receive_text()
-        await websocket.send_text(text)
-        await websocket.close(code=4001)
-
-    async def ws_until_disconnect(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            while True:
-                await websocket.send_text(await websocket.receive_text())
-        except WebSocketDisconnect:
-            probe.record("ws-disconnect")
+    ws, ws_until_disconnect = websocket_endpoints(probe)
 
     return Starlette(
         routes=[
@@ -283,22 +293,9 @@ def make_fastapi_app(probe: Probe) -> FastAPI:
     async def metrics(name: str) -> Response:
         return PlainTextResponse("ok")
 
-    @app.websocket("/ws")
-    async def ws(websocket: WebSocket) -> None:
-        await websocket.accept()
-        text = await websocket.receive_text()
-        await websocket.send_text(text)
-        await websocket.close(code=4001)
-
-    @app.websocket("/ws-echo")
-    async def ws_until_disconnect(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            while True:
-                await websocket.send_text(await websocket.receive_text())
-        except WebSocketDisconnect:
-            probe.record("ws-disconnect")
-
+    ws, ws_until_disconnect = websocket_endpoints(probe)
+    app.add_api_websocket_route("/ws", ws)
+    app.add_api_websocket_route("/ws-echo", ws_until_disconnect)
     return app
 
 

@@ -8,6 +8,7 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -110,9 +111,8 @@ async def test_no_receivers_returns_empty_list(mode: Mode) -> None:
     assert await sender_of(sig, mode)(Shop, x=1) == []
 
 
-async def test_sequential_modes_run_receivers_one_after_another() -> None:
-    sig = AsyncSignal("s")
-    events: list[str] = []
+def connect_slow_then_fast(sig: AsyncSignal, events: list[str]) -> list[Callable[..., Any]]:
+    """Connect a receiver that suspends a while, then one that does not; return both."""
 
     async def slow(**kwargs: Any) -> None:
         events.append("slow start")
@@ -124,9 +124,17 @@ async def test_sequential_modes_run_receivers_one_after_another() -> None:
 
     sig.connect(slow)
     sig.connect(fast)
+    return [slow, fast]
+
+
+async def test_sequential_modes_run_receivers_one_after_another() -> None:
+    sig = AsyncSignal("s")
+    events: list[str] = []
+    keep = connect_slow_then_fast(sig, events)
     await sig.send()
     await sig.send_robust()
     assert events == ["slow start", "slow end", "fast"] * 2
+    del keep
 
 
 # -- send: first exception propagates ------------------------------------------------------
@@ -755,19 +763,10 @@ async def test_max_concurrency_larger_than_receiver_count() -> None:
 async def test_max_concurrency_one_serialises_gather() -> None:
     sig = AsyncSignal("s", max_concurrency=1)
     events: list[str] = []
-
-    async def slow(**kwargs: Any) -> None:
-        events.append("slow start")
-        await anyio.sleep(0.01)
-        events.append("slow end")
-
-    async def fast(**kwargs: Any) -> None:
-        events.append("fast")
-
-    sig.connect(slow)
-    sig.connect(fast)
+    keep = connect_slow_then_fast(sig, events)
     await sig.gather()
     assert events == ["slow start", "slow end", "fast"]
+    del keep
 
 
 async def test_max_concurrency_with_failure_cancels_and_raises() -> None:
