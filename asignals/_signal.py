@@ -139,7 +139,8 @@ class AsyncSignal:
 
         Raises:
             TypeError: *receiver* is not callable, lacks ``**kwargs``, or cannot be weakly
-                referenced with ``weak=True``; *dispatch_uid* is unhashable.
+                referenced with ``weak=True``; *dispatch_uid* is unhashable; *timeout* is
+                not a number.
             ValueError: *timeout* is not a positive number, *timeout* is asked of an inline
                 sync receiver, or *to_thread* of a coroutine receiver.
 
