@@ -90,7 +90,7 @@ class AsyncSignal:
         # values; sends read `_plans` once, without locking, so a send keeps the snapshot
         # it started with and connect() is safe from any thread.
         self._lock = threading.Lock()
-        self._connections: tuple[Connection, ...] = ()
+        self._connections: list[Connection] = []  # in connection order; sends never read it
         self._index: dict[Hashable, Connection] = {}  # by lookup_key()
         self._by_ref: dict[int, Connection] = {}  # by id() of its weak references
         self._prune_pending = False  # a death arrived while the lock was held
@@ -364,7 +364,9 @@ class AsyncSignal:
 
     def _is_connected(self, receiver: Receiver, sender: Any) -> bool:
         """Whether *receiver* is connected for *sender*, with or without a dispatch_uid."""
-        return any(c.is_for(sender) and same_target(c.ref(), receiver) for c in self._connections)
+        with self._lock:
+            connections = list(self._connections)
+        return any(c.is_for(sender) and same_target(c.ref(), receiver) for c in connections)
 
     def _plan_for(self, sender: Any) -> Plan:
         any_plan, sender_plans = self._plans
@@ -419,7 +421,7 @@ class AsyncSignal:
         return None
 
     def _add(self, connection: Connection) -> None:
-        self._connections = (*self._connections, connection)
+        self._connections.append(connection)
         self._index[connection.key] = connection
         for ref in connection.weak_refs:
             self._by_ref[id(ref)] = connection
@@ -438,8 +440,7 @@ class AsyncSignal:
 
     def _remove(self, connection: Connection) -> None:
         """Take out one connection, also one whose receiver or sender just died."""
-        index = self._connections.index(connection)
-        self._connections = self._connections[:index] + self._connections[index + 1 :]
+        self._connections.remove(connection)
         if self._index.get(connection.key) is connection:
             del self._index[connection.key]
         for ref in connection.weak_refs:
@@ -482,7 +483,7 @@ class AsyncSignal:
             key: (sender_ref, tuple(entry for _, entry in heapq.merge(for_any, own)))
             for key, (sender_ref, own) in by_sender.items()
         }
-        self._connections = tuple(connections)
+        self._connections = connections
         self._index = {connection.key: connection for connection in connections}
         self._by_ref = {id(ref): c for c in connections for ref in c.weak_refs}
         self._plans = (tuple(entry for _, entry in for_any), sender_plans)

@@ -187,4 +187,4 @@ def test_receivers_dying_in_another_thread_are_pruned() -> None:
     thread.start()
     thread.join(10)
     assert sig.receivers_for() == []
-    assert sig._connections == ()
+    assert sig._connections == []
