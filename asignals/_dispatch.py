@@ -1,10 +1,10 @@
 """The dispatch loop: how a send calls its receivers.
 
 There is one loop, ``LOOP_SOURCE``. ``send`` and ``send_robust`` run it over the whole
-plan; ``gather`` and ``gather_robust`` run it over one receiver at a time, in concurrent
-tasks of one task group (``run_concurrently``). Error handling therefore lives in one
-place: ``robust`` turns an ``Exception`` into that receiver's response; anything else
-(cancellation included) always propagates.
+plan; ``gather`` and ``gather_robust`` run it over parts of the plan (each coroutine
+receiver, or a run of sync receivers) in concurrent tasks (``run_concurrently``). Error
+handling therefore lives in one place: ``robust`` turns an ``Exception`` into that
+receiver's response; anything else (cancellation included) always propagates.
 
 Why the loop is compiled per payload shape: calling ``receiver(**kwargs)`` makes CPython
 unpack the dict into a fresh argument array on every call, which costs as much as the
@@ -140,9 +140,8 @@ async def run_concurrently(
 ) -> Responses:
     """Run the receivers of a non-empty *plan* concurrently; responses in plan order.
 
-    Structured: the task group does not exit before every receiver has finished. Without
-    *robust*, the first failure cancels the others and the task group raises an
-    ``ExceptionGroup``.
+    Structured: nothing is left running when this returns or raises. Without *robust*, the
+    first failure cancels the others and raises an ``ExceptionGroup``.
     """
     shape = tuple(payload)
     loop = loops.get(shape) or loop_for(shape)
