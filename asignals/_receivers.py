@@ -224,6 +224,8 @@ class Connection:
     def matches(self, receiver: Receiver | None, dispatch_uid: Hashable | None) -> bool:
         """Same receiver (by identity) or same ``dispatch_uid``; dead ones never match."""
         if dispatch_uid is not None:
-            return self.dispatch_uid == dispatch_uid and self.alive
+            # `is` first, as dicts do: a uid need not equal itself (float("nan")).
+            same = self.dispatch_uid is dispatch_uid or self.dispatch_uid == dispatch_uid
+            return same and self.alive
         target = self.ref()
         return self.dispatch_uid is None and target is not None and same_target(target, receiver)

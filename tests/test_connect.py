@@ -441,3 +441,14 @@ def test_many_senders_each_get_their_own_receivers_in_connection_order() -> None
         expected = [everyone[0], theirs[0], everyone[1], theirs[1], everyone[2], theirs[2]]
         assert sig.receivers_for(sender) == expected
     assert sig.receivers_for(None) == everyone
+
+
+def test_a_dispatch_uid_that_is_not_equal_to_itself_still_dedupes() -> None:
+    sig = AsyncSignal("s")
+    uid = float("nan")
+    first, second = sync_recorder([], "first"), sync_recorder([], "second")
+    sig.connect(first, dispatch_uid=uid)
+    sig.connect(second, dispatch_uid=uid)
+    assert sig.receivers_for() == [first]
+    assert sig.disconnect(dispatch_uid=uid)
+    assert sig.receivers_for() == []
