@@ -132,6 +132,7 @@ def loop_for(shape: tuple[str, ...]) -> Loop:
 
 async def run_concurrently(
     signal: AsyncSignal,
+    loop: Loop,
     plan: Plan,
     sender: Any,
     payload: dict[str, Any],
@@ -143,8 +144,6 @@ async def run_concurrently(
     Structured: nothing is left running when this returns or raises. Without *robust*, the
     first failure cancels the others and raises an ``ExceptionGroup``.
     """
-    shape = tuple(payload)
-    loop = loops.get(shape) or loop_for(shape)
     parts = _parts(plan)
     if max_concurrency is None or max_concurrency >= len(parts):
         outcomes = await _run_all([loop(signal, part, robust, sender, payload) for part in parts])

@@ -338,10 +338,12 @@ class AsyncSignal:
             plan = self._hook(sender, payload, plan)
         if not plan:
             return _no_receivers()  # the common case for library signals: make it cheapest
-        if concurrent:
-            return run_concurrently(self, plan, sender, payload, robust, self._max_concurrency)
         shape = tuple(payload)
         loop = loops.get(shape) or loop_for(shape)
+        if concurrent:
+            return run_concurrently(
+                self, loop, plan, sender, payload, robust, self._max_concurrency
+            )
         return loop(self, plan, robust, sender, payload)
 
     def _fix_send_arguments(self, sender: Any, args: tuple[Any, ...], named: dict[str, Any]) -> Any:
