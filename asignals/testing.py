@@ -21,7 +21,8 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, NamedTuple
 
 from ._dispatch import Plan
-from ._hooks import TESTING, add_hook, find_hook, remove_hook
+from ._hooks import TESTING as _TESTING
+from ._hooks import add_hook, find_hook, remove_hook
 from ._receivers import Receiver
 from ._signal import AsyncSignal
 
@@ -107,7 +108,7 @@ def _hooked(signal: AsyncSignal, helper: str) -> Iterator[_Hook]:
     hook = find_hook(signal, _Hook)
     if hook is None:  # the first active helper on this signal (a bridge's hook may be there)
         hook = _Hook()
-        add_hook(signal, hook, TESTING)
+        add_hook(signal, hook, _TESTING)
     try:
         yield hook
     finally:
