@@ -47,11 +47,13 @@ import anyio.abc
 
 from . import _wire
 from ._dispatch import Plan, Responses
-from ._hooks import BRIDGE, add_hook, find_hook, remove_hook
-from ._receivers import ASYNC, describe
+from ._hooks import BRIDGE as _BRIDGE
+from ._hooks import add_hook, find_hook, remove_hook
+from ._receivers import ASYNC as _ASYNC
+from ._receivers import describe
 from ._signal import AsyncSignal
 
-DISTRIBUTION: Final = "asignals-dispatch"
+_DISTRIBUTION: Final = "asignals-dispatch"
 """The name this project is installed under (for the "install the extra" message)."""
 
 try:
@@ -61,7 +63,7 @@ try:
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - the dev extra installs redis
     raise ImportError(
-        f'asignals.redis needs redis-py: pip install "{DISTRIBUTION}[redis]"'
+        f'asignals.redis needs redis-py: pip install "{_DISTRIBUTION}[redis]"'
     ) from exc
 
 __all__ = [
@@ -296,7 +298,7 @@ class _BridgeHook:
         if _resending.get():  # a message from Redis, re-sent here: only the local plan
             return plan
         data = self.bridge._encode(self.route, sender, payload)
-        entry = (itertools.repeat(_Outgoing(self.bridge, self.route, data)).__next__, ASYNC)
+        entry = (itertools.repeat(_Outgoing(self.bridge, self.route, data)).__next__, _ASYNC)
         if self.route.mode == "queue":
             return (entry,)  # receivers run where a group consumes, not here
         return (entry, *plan)
@@ -463,7 +465,7 @@ class RedisBridge:
             ```
         """
         for signal in signals:
-            route = self._route(signal, "fanout", f"{self.prefix}:fanout:{signal.name}")
+            route = self._route(signal, "fanout")
             if route.hook is None:
                 self._install(route)
 
@@ -509,7 +511,7 @@ class RedisBridge:
             _check_count(f"queue({signal!r}): maxlen", maxlen)
         if group is not None and (not isinstance(group, str) or not group):
             raise TypeError(f"queue({signal!r}): group must be a non-empty string or None")
-        route = self._route(signal, "queue", f"{self.prefix}:queue:{signal.name}", maxlen)
+        route = self._route(signal, "queue", maxlen)
         if group is not None:
             if self._task_group is not None and group not in route.groups:
                 raise RuntimeError(
@@ -1225,7 +1227,6 @@ class RedisBridge:
         self,
         signal: AsyncSignal,
         mode: Literal["fanout", "queue"],
-        key: str,
         maxlen: int | None = None,
     ) -> _Route:
         if not isinstance(signal, AsyncSignal):
@@ -1250,6 +1251,7 @@ class RedisBridge:
                 f"{mode}({signal!r}): {self!r} is running; register signals before "
                 f"`async with bridge:`"
             )
+        key = f"{self.prefix}:{mode}:{signal.name}"
         route = _Route(signal, mode, key, maxlen if maxlen is not None else self._maxlen)
         self._routes[signal.name] = route
         return route
@@ -1261,7 +1263,7 @@ class RedisBridge:
             raise ValueError(
                 f"{route.signal!r} is already carried by another RedisBridge; one bridge per signal"
             )
-        add_hook(route.signal, hook, BRIDGE)
+        add_hook(route.signal, hook, _BRIDGE)
         route.hook = hook
 
 

@@ -53,13 +53,11 @@ class Node:
         """The first event of *kind* (matching *match*) not yet taken, waiting for it."""
         deadline = time.monotonic() + timeout
         for event in self.events:
-            if event["event"] == kind and all(event.get(k) == v for k, v in match.items()):
-                if not event.get("_taken"):
-                    event["_taken"] = True
-                    return event
+            if self._matches(event, kind, match):
+                return event
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.process.poll() is not None and self._new.empty():
+            if remaining <= 0 or (self.process.poll() is not None and self._new.empty()):
                 raise AssertionError(
                     f"no {kind!r} event {match} within {timeout} s; events: {self.events}; "
                     f"exit: {self.process.poll()}; stderr: {self.stderr[-3000:]}"
@@ -68,10 +66,18 @@ class Node:
                 event = self._new.get(timeout=min(remaining, 0.2))
             except queue.Empty:
                 continue
-            if event["event"] == kind and all(event.get(k) == v for k, v in match.items()):
-                if not event.get("_taken"):
-                    event["_taken"] = True
-                    return event
+            if self._matches(event, kind, match):
+                return event
+
+    @staticmethod
+    def _matches(event: dict[str, Any], kind: str, match: dict[str, Any]) -> bool:
+        """Whether *event* is the one asked for and not taken yet (then it is taken)."""
+        if event["event"] != kind or event.get("_taken"):
+            return False
+        if not all(event.get(key) == value for key, value in match.items()):
+            return False
+        event["_taken"] = True
+        return True
 
     def got(self, signal_name: str | None = None) -> list[dict[str, Any]]:
         return [

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import redis
 
+from asignals import _wire
+from asignals.redis import RedisBridge
 from bridge.nodes import Node, nodes, wait_until
 from bridge.redis_server import RedisServer
 
@@ -104,7 +107,8 @@ def test_a_failing_receiver_is_retried_then_dead_lettered(
         attempts = sorted(e["count"] for n in consumers for e in n.got())
         assert attempts == [1, 2, 3]  # delivered max_deliveries times, by either consumer
         assert client.xpending(key, "mailer")["pending"] == 0  # acked with the dead letter
-        ((_, fields),) = client.xrange(dead)
+        entries: Any = client.xrange(dead)
+        ((_, fields),) = entries
         assert b"RuntimeError: receiver failed on delivery 3" in fields[b"error"]
         assert fields[b"deliveries"] == b"3"
     client.close()
@@ -118,8 +122,6 @@ def test_a_slow_fanout_consumer_stays_bounded(redis_server: RedisServer, prefix:
         before = node.wait_for("rss")["kib"]
         blob = "x" * 4000
         channel = f"{prefix}:fanout:tick"
-        from asignals import _wire
-
         message = _wire.seal(
             {
                 "v": 1,
@@ -143,3 +145,10 @@ def test_a_slow_fanout_consumer_stays_bounded(redis_server: RedisServer, prefix:
         assert after - before < 20_000, (before, after)
         assert 0 < len(node.got()) < 12_000
     client.close()
+
+
+def test_the_bridge_needs_asyncio(redis_server: RedisServer) -> None:
+    trio = pytest.importorskip("trio")
+    bridge = RedisBridge(redis_server.url)
+    with pytest.raises(RuntimeError, match="asyncio event loop"):
+        trio.run(bridge.start)
