@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help install wrk lint typecheck pytest docs-build bench-smoke test test-pythons bench docs demo clean
+.PHONY: help install wrk redis-server lint typecheck pytest docs-build bench-smoke test test-pythons bench docs demo clean
 
 help:
 	@echo "make test        lint, type-check, run the tests with coverage, build the docs,"
@@ -34,6 +34,12 @@ wrk:
 	  || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; } \
 	  || echo "wrk could not be installed: the ASGI load runs will be skipped"
 
+# redis-server (Debian package) for the asignals.redis tests and benchmarks; each test
+# session and benchmark run starts its own on a free port (the package's service is unused).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -41,14 +47,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) redis-server
 	$(BIN)/pytest --cov --cov-report=term-missing
 
 docs-build: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The benchmark command works and prints every section; it asserts nothing about speed.
-bench-smoke: $(STAMP) wrk
+bench-smoke: $(STAMP) wrk redis-server
 	$(BIN)/python -m benchmarks --quick --no-progress
 
 test: lint typecheck pytest docs-build bench-smoke
@@ -65,7 +71,7 @@ test-pythons:
 	  $$venv/bin/pytest -q -p no:cacheprovider; \
 	done
 
-bench: $(STAMP) wrk
+bench: $(STAMP) wrk redis-server
 	mkdir -p bench-results
 	$(BIN)/python -m benchmarks --json bench-results/results.json \
 	  --plot bench-results/dispatch.png $(BENCH_ARGS)

@@ -28,7 +28,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 VERSION: Final = 1
 TYPE_TAG: Final = "$type"
@@ -67,8 +67,7 @@ class Unrepresentable(Exception):
         self.what = what
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     """A decoded incoming message (sender and payload not yet resolved)."""
 
     id: str
@@ -196,10 +195,15 @@ def _isoformat(value: datetime.date) -> str:
 # -- envelopes ------------------------------------------------------------------------------
 
 
+# One encoder: json.dumps() with any non-default option builds a new one on every call.
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# The C scanner, without decode()'s Python wrapper around it.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def seal(envelope: dict[str, Any], secret: bytes | None) -> bytes:
     """The wire bytes of a JSON-ready envelope (signed when there is a secret)."""
-    body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    data = body.encode()
+    data = _encoder.encode(envelope).encode()
     if secret is None:
         return data
     digest = hmac.new(secret, data, hashlib.sha256).hexdigest().encode()
@@ -222,9 +226,12 @@ def open_envelope(data: bytes, secret: bytes | None, max_bytes: int) -> Envelope
     else:
         body = data
     try:
-        envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        text = body.decode()
+        envelope, end = _scan(text, 0)
+    except (ValueError, UnicodeDecodeError, StopIteration):
         raise Dropped("malformed", "not a JSON document") from None
+    if end != len(text) and text[end:].strip():
+        raise Dropped("malformed", "data after the JSON document")
     if not isinstance(envelope, dict):
         raise Dropped("malformed", "not a JSON object")
     if envelope.get("v") != VERSION:

@@ -40,7 +40,7 @@ import time
 import uuid
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import anyio
 import anyio.abc
@@ -125,8 +125,7 @@ class BridgeConnectionError(ConnectionError):
     """
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     """What the bridge knows about the message a receiver is handling.
 
     Read it with `current_delivery()` inside a receiver; use ``id`` (the envelope id, the
@@ -423,6 +422,11 @@ class RedisBridge:
         self._names_by_sender: dict[int, tuple[Any, str]] = {}
         self._routes: dict[str, _Route] = {}  # by signal name
         self._client: Any = None  # redis.asyncio.Redis while running
+        # Commands waiting for the writer task (see _write), bounded by _room.
+        # (Made again on every start: asyncio primitives belong to the loop that used them.)
+        self._outbox: list[tuple[_Route, bytes, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._room = asyncio.Semaphore(1)
         self._task_group: anyio.abc.TaskGroup | None = None
         self._connected = False
         self._down_since = 0.0
@@ -647,6 +651,9 @@ class RedisBridge:
         client = aioredis.Redis.from_url(
             self.url,
             socket_connect_timeout=self._send_timeout,
+            # Bounds every command (pub/sub's blocking reads excepted): a server that
+            # stops answering raises TimeoutError instead of hanging a send.
+            socket_timeout=self._send_timeout,
             retry=Retry(NoBackoff(), 0),  # the bridge retries, with its own deadline
             protocol=2,
         )
@@ -657,11 +664,15 @@ class RedisBridge:
             raise
         self._client = client
         self._connected = True
+        self._outbox = []
+        self._wake = asyncio.Event()
+        self._room = asyncio.Semaphore(max(self._batch * 10, 1000))
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
         try:
             task_group.start_soon(self._health_loop)
+            task_group.start_soon(self._write)
             if any(route.mode == "fanout" for route in self._routes.values()):
                 await task_group.start(self._listen_fanout)
             for route in self._routes.values():
@@ -808,7 +819,7 @@ class RedisBridge:
         data = _wire.seal(
             {
                 "v": _wire.VERSION,
-                "id": uuid.uuid4().hex,
+                "id": os.urandom(16).hex(),
                 "signal": signal.name,
                 "sender": wire_sender,
                 "payload": plain,
@@ -826,40 +837,82 @@ class RedisBridge:
 
     async def _put(self, route: _Route, data: bytes) -> Any:
         """Publish or enqueue one encoded message, retrying until ``send_timeout``."""
-        client = self._running_client(route.signal)
+        self._running_client(route.signal)
+        result = await self._with_retries(route, lambda: self._submit(route, data))
         if route.mode == "fanout":
-            receivers = await self._with_retries(
-                f"publishing {route.signal!r}", lambda: client.publish(route.key, data)
-            )
             self._counts["published"] += 1
-            return receivers
-        stream_id = await self._with_retries(
-            f"enqueueing {route.signal!r}",
-            lambda: client.xadd(route.key, {"m": data}, maxlen=route.maxlen, approximate=True),
-        )
+            return result
         self._counts["enqueued"] += 1
-        return _text(stream_id)
+        return _text(result)
 
-    async def _with_retries(self, what: str, command: Callable[[], Any]) -> Any:
+    async def _submit(self, route: _Route, data: bytes) -> Any:
+        """Hand one command to the writer and wait for Redis's reply to it."""
+        async with self._room:  # bounded: at most max_outbox commands wait
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._outbox.append((route, data, future))
+            self._wake.set()
+            return await future
+
+    async def _write(self) -> None:
+        """Send waiting commands in pipelines: one round trip for every send made meanwhile.
+
+        Concurrent sends (several requests of a web worker, say) share round trips, which
+        is where a bridge can beat one connection per concurrent send.
+        """
+        batch: list[tuple[_Route, bytes, asyncio.Future[Any]]] = []
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._outbox:
+                    batch = self._outbox[: self._batch]
+                    del self._outbox[: self._batch]
+                    pipe = self._client.pipeline(transaction=False)
+                    for route, data, _ in batch:
+                        if route.mode == "fanout":
+                            pipe.publish(route.key, data)
+                        else:
+                            pipe.xadd(route.key, {"m": data}, maxlen=route.maxlen, approximate=True)
+                    try:
+                        replies = await pipe.execute(raise_on_error=False)
+                    except Exception as exc:  # the connection: every command of the batch failed
+                        replies = [exc] * len(batch)
+                    for (_, _, future), reply in zip(batch, replies, strict=True):
+                        if future.done():  # its sender was cancelled
+                            continue
+                        if isinstance(reply, Exception):
+                            future.set_exception(reply)
+                        else:
+                            future.set_result(reply)
+                    batch = []
+        finally:  # stopped: nobody will answer these
+            for _, _, future in (*batch, *self._outbox):
+                if not future.done():
+                    future.set_exception(RuntimeError(f"{self!r} stopped before Redis replied"))
+            self._outbox.clear()
+
+    async def _with_retries(self, what: str | _Route, command: Callable[[], Any]) -> Any:
         """Run one Redis command, retrying connection errors until ``send_timeout``."""
         deadline = time.monotonic() + self._send_timeout
         backoff = _Backoff(min(self._reconnect_base, 0.05), self._reconnect_cap)
         while True:
-            remaining = deadline - time.monotonic()
             try:
-                with anyio.fail_after(max(remaining, 0.001)):
-                    result = await command()
+                result = await command()  # bounded by the client's socket timeouts
             except _CONNECTION_ERRORS as exc:
                 await self._went_down(exc)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    if isinstance(what, _Route):
+                        verb = "publishing" if what.mode == "fanout" else "enqueueing"
+                        what = f"{verb} {what.signal!r}"
                     raise BridgeConnectionError(
                         f"{self!r}: {what}: Redis at {self.url} did not answer within "
                         f"send_timeout={self._send_timeout} s ({type(exc).__name__}: {exc})"
                     ) from exc
                 await anyio.sleep(min(backoff.next_delay(), remaining))
             else:
-                await self._came_up()
+                if not self._connected:
+                    await self._came_up()
                 return result
 
     def _running_client(self, signal: AsyncSignal) -> Any:
@@ -936,7 +989,7 @@ class RedisBridge:
         raise _wire.Dropped("malformed", "the sender is not null, a string, an int or a name")
 
     def _inbound(
-        self, data: Any, route: _Route, where: str
+        self, data: Any, route: _Route, group: str | None
     ) -> tuple[_wire.Envelope, Any, dict[str, Any]] | None:
         """Decode one message for *route*; None (counted, logged once) when it is dropped."""
         try:
@@ -952,7 +1005,7 @@ class RedisBridge:
             if "signal" in payload or "sender" in payload:
                 raise _wire.Dropped("malformed", "the payload uses a reserved name")
         except _wire.Dropped as dropped:
-            self._drop(dropped, where)
+            self._drop(dropped, route.key if group is None else f"{route.key} ({group})")
             return None
         return envelope, sender, payload
 
@@ -1007,7 +1060,7 @@ class RedisBridge:
             await anyio.sleep(backoff.next_delay())
 
     async def _fanout_message(self, route: _Route, data: Any) -> None:
-        decoded = self._inbound(data, route, route.key)
+        decoded = self._inbound(data, route, None)
         if decoded is None:
             return
         envelope, sender, payload = decoded
@@ -1029,7 +1082,8 @@ class RedisBridge:
         """One consumer of *group* for *route*: own pending first, then new and claimed."""
         backoff = _Backoff(self._reconnect_base, self._reconnect_cap)
         claim_every = max(group.claim_after / 2, 0.05)
-        block_ms = max(int(min(claim_every, 1.0) * 1000), 1)
+        # Shorter than the socket timeout, which would otherwise end the blocking read.
+        block_ms = max(int(min(claim_every, 1.0, self._send_timeout / 2) * 1000), 1)
         started = False
         while True:
             try:
@@ -1045,14 +1099,13 @@ class RedisBridge:
                     if time.monotonic() >= next_claim:
                         await self._claim_idle(route, group)
                         next_claim = time.monotonic() + claim_every
-                    with anyio.fail_after(block_ms / 1000 + self._send_timeout):
-                        reply = await self._client.xreadgroup(
-                            group.name,
-                            self.consumer,
-                            {route.key: ">"},
-                            count=self._batch,
-                            block=block_ms,
-                        )
+                    reply = await self._client.xreadgroup(
+                        group.name,
+                        self.consumer,
+                        {route.key: ">"},
+                        count=self._batch,
+                        block=block_ms,
+                    )
                     if reply:
                         await self._handle(route, group, reply[0][1], None)
             except _CONNECTION_ERRORS as exc:
@@ -1144,8 +1197,7 @@ class RedisBridge:
     ) -> bool:
         """Run one message; whether to acknowledge it now."""
         data = fields.get(b"m") if isinstance(fields, dict) else None
-        where = f"{route.key} ({group.name})"
-        decoded = self._inbound(data, route, where)
+        decoded = self._inbound(data, route, group.name)
         if decoded is None:
             return True  # dropped, counted and logged: never retried
         envelope, sender, payload = decoded

@@ -19,7 +19,7 @@ from ._progress import Progress
 from ._system import describe
 from ._timing import STATISTIC, loop_unavailable
 
-SECTIONS = ("dispatch", "asgi", "memory")
+SECTIONS = ("dispatch", "asgi", "memory", "redis")
 
 
 def _loops(text: str) -> list[LoopName]:
@@ -223,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
             results.footprint, results.churn, results.memory_notes = memory.run(settings, progress)
             progress.close()
             _emit(report.format_memory(results))
+        if "redis" in settings.sections:
+            from . import redis_bridge
+
+            progress.section("redis")
+            _emit(redis_bridge.format_rows(*redis_bridge.run(settings.quick)))
     finally:
         progress.close()
     results.targets = targets.evaluate(results)
