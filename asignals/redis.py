@@ -38,7 +38,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Final, Literal, NamedTuple
 
@@ -1050,7 +1050,7 @@ class RedisBridge:
                     if message is not None and message["type"] == "message":
                         route = routes.get(message["channel"])
                         if route is not None:
-                            await self._fanout_message(route, message["data"])
+                            await self._guarded(self._fanout_message(route, message["data"]))
             except _CONNECTION_ERRORS as exc:
                 if not started:
                     raise BridgeConnectionError(f"{self!r}: subscribing failed: {exc}") from exc
@@ -1058,6 +1058,17 @@ class RedisBridge:
             finally:
                 await _close_quietly(pubsub)
             await anyio.sleep(backoff.next_delay())
+
+    async def _guarded(self, handling: Coroutine[Any, Any, bool | None]) -> bool:
+        """Run one message's handling; a bug in it is logged and must not end the listener
+        (a queued message is then left pending, to be retried)."""
+        try:
+            return bool(await handling)
+        except _CONNECTION_ERRORS:
+            raise
+        except Exception:
+            logger.exception("%r: handling a message failed unexpectedly", self)
+            return False
 
     async def _fanout_message(self, route: _Route, data: Any) -> None:
         decoded = self._inbound(data, route, None)
@@ -1181,10 +1192,27 @@ class RedisBridge:
     ) -> None:
         """Handle entries in order; acknowledge the successful ones in one XACK."""
         done: list[Any] = []
+        read_at = time.monotonic()
         try:
-            for stream_id, fields in entries:
+            for index, (stream_id, fields) in enumerate(entries):
+                if index and time.monotonic() - read_at > group.claim_after / 2:
+                    # A long batch: acknowledge what is done, and reset the idle time of
+                    # the rest (JUSTID leaves their delivery counts alone), so that no
+                    # other consumer claims them from under us.
+                    if done:
+                        await self._client.xack(route.key, group.name, *done)
+                        self._counts["acknowledged"] += len(done)
+                        done = []
+                    rest = [entry[0] for entry in entries[index:]]
+                    await self._client.xclaim(
+                        route.key, group.name, self.consumer, 0, rest, justid=True
+                    )
+                    read_at = time.monotonic()
                 count = 1 if counts is None else counts.get(stream_id, 1)
-                if await self._handle_one(route, group, stream_id, fields, count):
+                handled = await self._guarded(
+                    self._handle_one(route, group, stream_id, fields, count)
+                )
+                if handled:
                     done.append(stream_id)
         finally:
             if done:

@@ -277,6 +277,37 @@ async def test_a_restarted_consumer_first_rereads_its_own_pending_entries(
     assert delivery.delivery_count == 2
 
 
+async def test_a_long_batch_is_not_claimed_away_from_its_consumer(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    # One consumer reads 16 messages in one batch and needs 1.6 s for them, longer than
+    # claim_after: it keeps the rest of the batch its own, so the other consumer of the
+    # group (claiming every 0.5 s) never runs one of them a second time.
+    produced = AsyncSignal("job")
+    web = RedisBridge(redis_server.url, prefix=prefix)
+    web.queue(produced)
+    handled: list[tuple[str, int]] = []
+    consumers = []
+    for name in ("a", "b"):
+        signal = AsyncSignal("job")
+
+        async def slow(sender: Any, n: int, name: str = name, **kwargs: Any) -> None:
+            handled.append((name, n))
+            await anyio.sleep(0.1)
+
+        signal.connect(slow, weak=False)
+        bridge = RedisBridge(redis_server.url, prefix=prefix, consumer=name)
+        bridge.queue(signal, group="g", claim_after=1.0)
+        consumers.append(bridge)
+    async with running(web):
+        for n in range(16):  # all in the stream before the first consumer reads
+            await produced.send(None, n=n)
+        async with running(*consumers):
+            await until(lambda: len(handled) >= 16)
+            await anyio.sleep(1.5)  # long enough for a claim to have happened
+    assert sorted(n for _, n in handled) == list(range(16))  # each exactly once
+
+
 # -- what crosses -----------------------------------------------------------------------------
 
 
