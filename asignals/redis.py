@@ -259,6 +259,7 @@ class _Route:
     """One signal the bridge carries, and how."""
 
     signal: AsyncSignal
+    name: str  # the signal's name: its name on the wire
     mode: Literal["fanout", "queue"]
     key: str  # the channel (fanout) or the stream (queue)
     maxlen: int
@@ -281,7 +282,7 @@ class _Outgoing:
 
     def __repr__(self) -> str:
         verb = "publish" if self.route.mode == "fanout" else "enqueue"
-        return f"<RedisBridge {verb} {self.route.signal.name!r} to {self.route.key!r}>"
+        return f"<RedisBridge {verb} {self.route.name!r} to {self.route.key!r}>"
 
 
 class _BridgeHook:
@@ -534,12 +535,12 @@ class RedisBridge:
             bridge.discard(cache_invalidated)
             ```
         """
-        route = self._routes.get(getattr(signal, "name", None))  # type: ignore[arg-type]
+        route = self._routes.get(getattr(signal, "name", None) or "")
         if route is None or route.signal is not signal:
             return False
         if self._task_group is not None and route.groups:
             raise RuntimeError(f"discard({signal!r}): stop the bridge first (it consumes it)")
-        del self._routes[signal.name]
+        del self._routes[route.name]
         if route.hook is not None:
             remove_hook(signal, route.hook)
         return True
@@ -750,7 +751,7 @@ class RedisBridge:
                 print(letter.original_id, letter.deliveries, letter.error)
             ```
         """
-        route = self._routes.get(signal.name)
+        route = self._routes.get(getattr(signal, "name", None) or "")
         if route is None or route.signal is not signal or route.mode != "queue":
             raise ValueError(f"dead_letters({signal!r}): the signal is not queued by {self!r}")
         client = self._running_client(signal)
@@ -820,7 +821,7 @@ class RedisBridge:
             {
                 "v": _wire.VERSION,
                 "id": os.urandom(16).hex(),
-                "signal": signal.name,
+                "signal": route.name,
                 "sender": wire_sender,
                 "payload": plain,
                 "origin": self.origin,
@@ -996,7 +997,7 @@ class RedisBridge:
             if not isinstance(data, bytes):
                 raise _wire.Dropped("malformed", "the entry has no message field")
             envelope = self._open(data)
-            if envelope.signal != route.signal.name:
+            if envelope.signal != route.name:
                 raise _wire.Dropped(
                     "unknown_signal", f"{envelope.signal!r} arrived on {route.key!r}"
                 )
@@ -1295,7 +1296,7 @@ class RedisBridge:
             "%r: message %s of %r moved to %s after %d deliveries: %s",
             self,
             _text(stream_id),
-            route.signal.name,
+            route.name,
             self._dead_key(route, group.name),
             deliveries,
             error,
@@ -1311,12 +1312,18 @@ class RedisBridge:
     ) -> _Route:
         if not isinstance(signal, AsyncSignal):
             raise TypeError(f"RedisBridge.{mode}() takes AsyncSignal objects, got {signal!r}")
-        route = self._routes.get(signal.name)
+        name = signal.name
+        if not name:
+            raise ValueError(
+                f"{mode}({signal!r}): a signal crosses Redis under its name, and this one has "
+                f"none; create it as AsyncSignal({signal.label.rpartition('.')[2]!r})"
+            )
+        route = self._routes.get(name)
         if route is not None:
             if route.signal is not signal:
                 raise ValueError(
                     f"{mode}({signal!r}): {self!r} already carries another signal named "
-                    f"{signal.name!r}; signal names must be unique across the app"
+                    f"{name!r}; signal names must be unique across the app"
                 )
             if route.mode != mode:
                 raise ValueError(
@@ -1331,15 +1338,15 @@ class RedisBridge:
                 f"{mode}({signal!r}): {self!r} is running; register signals before "
                 f"`async with bridge:`"
             )
-        key = f"{self.prefix}:{mode}:{signal.name}"
-        route = _Route(signal, mode, key, maxlen if maxlen is not None else self._maxlen)
-        self._routes[signal.name] = route
+        key = f"{self.prefix}:{mode}:{name}"
+        route = _Route(signal, name, mode, key, maxlen if maxlen is not None else self._maxlen)
+        self._routes[name] = route
         return route
 
     def _install(self, route: _Route) -> None:
         hook = _BridgeHook(self, route)
         if find_hook(route.signal, _BridgeHook) is not None:
-            del self._routes[route.signal.name]
+            del self._routes[route.name]
             raise ValueError(
                 f"{route.signal!r} is already carried by another RedisBridge; one bridge per signal"
             )

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 import redis.asyncio as aioredis
 
@@ -147,6 +148,26 @@ async def test_a_receiver_of_a_remote_message_may_send_again(
         await settle()
     assert [payload for _, payload, _ in pongs.calls] == [{"n": 2}]
     assert b.statistics().published == 1  # the pong only
+
+
+async def test_send_sync_from_a_worker_thread_crosses(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    here, there = AsyncSignal("cache_invalidated"), AsyncSignal("cache_invalidated")
+    remote = Recorder()
+    there.connect(remote)
+    a, b = (
+        RedisBridge(redis_server.url, prefix=prefix),
+        RedisBridge(redis_server.url, prefix=prefix),
+    )
+    a.fanout(here)
+    b.fanout(there)
+    async with running(a, b):
+        # Sync code in a threadpool (a `def` endpoint): the send runs on the bridge's loop.
+        responses = await anyio.to_thread.run_sync(lambda: here.send_sync("products", key=2))
+        assert responses[0][1] == 2  # PUBLISH reached both bridges' subscriptions
+        await remote.wait(1)
+    assert [payload for _, payload, _ in remote.calls] == [{"key": 2}]
 
 
 async def test_testing_helpers_work_with_a_bridge(redis_server: RedisServer, prefix: str) -> None:
@@ -592,6 +613,8 @@ async def test_registration_errors_name_the_signal_and_the_fix(redis_server: Red
         RedisBridge(redis_server.url).fanout(signal)
     with pytest.raises(TypeError, match="AsyncSignal"):
         bridge.fanout("news")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="under its name"):
+        bridge.fanout(AsyncSignal())
     with pytest.raises(ValueError, match="claim_after"):
         bridge.queue(AsyncSignal("q"), group="g", claim_after=0)
     with pytest.raises(TypeError, match="max_deliveries"):
