@@ -1051,7 +1051,12 @@ class RedisBridge:
                     if message is not None and message["type"] == "message":
                         route = routes.get(message["channel"])
                         if route is not None:
-                            await self._guarded(self._fanout_message(route, message["data"]))
+                            try:
+                                await self._fanout_message(route, message["data"])
+                            except _CONNECTION_ERRORS:
+                                raise
+                            except Exception:  # a bug must not end the listener
+                                logger.exception("%r: handling a message failed", self)
             except _CONNECTION_ERRORS as exc:
                 if not started:
                     raise BridgeConnectionError(f"{self!r}: subscribing failed: {exc}") from exc
@@ -1060,11 +1065,11 @@ class RedisBridge:
                 await _close_quietly(pubsub)
             await anyio.sleep(backoff.next_delay())
 
-    async def _guarded(self, handling: Coroutine[Any, Any, bool | None]) -> bool:
-        """Run one message's handling; a bug in it is logged and must not end the listener
-        (a queued message is then left pending, to be retried)."""
+    async def _guarded(self, handling: Coroutine[Any, Any, bool]) -> bool:
+        """Run one queued message's handling; a bug in it is logged and must not end the
+        listener (the message is then left pending, to be retried)."""
         try:
-            return bool(await handling)
+            return await handling
         except _CONNECTION_ERRORS:
             raise
         except Exception:

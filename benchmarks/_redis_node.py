@@ -2,8 +2,10 @@
 
 CONFIG (JSON): impl ("asignals" or "redis-py"), mode ("fanout" or "queue"), url, key
 (channel or stream), group, consumer, count (fanout: messages to wait for). It prints
-``ready`` once subscribed (or its group exists), then, when stdin closes (queue) or after
-*count* messages (fanout), one JSON line: the latencies (seconds, send to receiver) it saw.
+``ready`` once subscribed (or its group exists), ``first phase`` once it has handled
+*first_phase* messages, then, when stdin closes (queue) or after *count* messages
+(fanout), one JSON line: ``[order_id, latency, received at]`` for every message it handled
+(seconds, ``time.monotonic()``, which is system-wide on Linux).
 """
 
 from __future__ import annotations
@@ -22,10 +24,16 @@ from asignals import AsyncSignal
 from asignals.redis import RedisBridge
 
 
-def receiver_for(latencies: list[float], done: asyncio.Event, count: int) -> Any:
+def receiver_for(records: list[list[float]], done: asyncio.Event, config: dict[str, Any]) -> Any:
+    """Records [order_id, latency, received at] per message; tells when a phase is done."""
+    count, first_phase = config["count"], config["first_phase"]
+
     def receive(sender: Any, order_id: int, t: float, **kwargs: Any) -> None:
-        latencies.append(time.monotonic() - t)
-        if len(latencies) >= count:
+        now = time.monotonic()
+        records.append([order_id, now - t, now])
+        if len(records) == first_phase:
+            print("first phase", flush=True)
+        if len(records) >= count:
             done.set()
 
     return receive
@@ -35,9 +43,11 @@ async def wait_for_stdin_eof() -> None:
     await asyncio.to_thread(sys.stdin.read)
 
 
-async def run_asignals(config: dict[str, Any], latencies: list[float], done: asyncio.Event) -> None:
+async def run_asignals(
+    config: dict[str, Any], records: list[list[float]], done: asyncio.Event
+) -> None:
     signal = AsyncSignal(config["signal"])
-    receive = receiver_for(latencies, done, config["count"])
+    receive = receiver_for(records, done, config)
     signal.connect(receive)
     bridge = RedisBridge(config["url"], prefix=config["prefix"], consumer=config["consumer"])
     if config["mode"] == "fanout":
@@ -49,9 +59,11 @@ async def run_asignals(config: dict[str, Any], latencies: list[float], done: asy
         await (done.wait() if config["mode"] == "fanout" else wait_for_stdin_eof())
 
 
-async def run_redis_py(config: dict[str, Any], latencies: list[float], done: asyncio.Event) -> None:
+async def run_redis_py(
+    config: dict[str, Any], records: list[list[float]], done: asyncio.Event
+) -> None:
     """The floor: the same commands, written by hand."""
-    receive = receiver_for(latencies, done, config["count"])
+    receive = receiver_for(records, done, config)
     client = aioredis.Redis.from_url(config["url"])
     key, group, consumer = config["key"], config["group"], config["consumer"]
     if config["mode"] == "fanout":
@@ -81,11 +93,11 @@ async def run_redis_py(config: dict[str, Any], latencies: list[float], done: asy
 
 
 async def main(config: dict[str, Any]) -> None:
-    latencies: list[float] = []
+    records: list[list[float]] = []
     done = asyncio.Event()
     run = run_asignals if config["impl"] == "asignals" else run_redis_py
-    await run(config, latencies, done)
-    print(json.dumps(latencies), flush=True)
+    await run(config, records, done)
+    print(json.dumps(records), flush=True)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ async def _node(config: dict[str, Any]) -> asyncio.subprocess.Process:
         json.dumps(config),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
+        limit=64 * 1024 * 1024,  # the latencies come back as one JSON line
     )
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), WAIT)
@@ -91,17 +92,34 @@ async def _node(config: dict[str, Any]) -> asyncio.subprocess.Process:
     return process
 
 
-async def _latencies(process: asyncio.subprocess.Process) -> list[float]:
+async def _records(process: asyncio.subprocess.Process) -> list[list[float]]:
+    """Close a consumer's stdin (queue consumers stop then) and read what it handled."""
     assert process.stdin is not None
     assert process.stdout is not None
     process.stdin.close()
-    line = await asyncio.wait_for(process.stdout.readline(), WAIT)
+    while True:
+        line = await asyncio.wait_for(process.stdout.readline(), WAIT)
+        if not line:
+            raise RuntimeError("a benchmark consumer exited without its results")
+        if line.startswith(b"["):
+            break
     await asyncio.wait_for(process.wait(), WAIT)
-    result: list[float] = json.loads(line)
+    result: list[list[float]] = json.loads(line)
     return result
 
 
-async def _scenario(url: str, mode: str, consumers: int, impl: str, count: int) -> RedisRow:
+async def _first_phase_done(process: asyncio.subprocess.Process) -> None:
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), WAIT)
+    if line.strip() != b"first phase":
+        raise RuntimeError(f"a benchmark consumer said {line!r}")
+
+
+async def _scenario(
+    url: str, mode: str, consumers: int, impl: str, count: int, probes: int
+) -> RedisRow:
+    """Throughput: *count* messages from SENDERS concurrent senders. Latency: then, once
+    they are all handled, *probes* messages one at a time (2 ms apart)."""
     import redis.asyncio as aioredis
 
     from asignals import AsyncSignal
@@ -111,7 +129,8 @@ async def _scenario(url: str, mode: str, consumers: int, impl: str, count: int) 
     name = "order_created"
     key = f"{prefix}:{mode}:{name}"
     base = {"impl": impl, "mode": mode, "url": url, "prefix": prefix, "signal": name,
-            "key": key, "group": "g", "count": count}  # fmt: skip
+            "key": key, "group": "g", "count": count + probes,
+            "first_phase": count if mode == "fanout" else -1}  # fmt: skip
     nodes = [await _node({**base, "consumer": f"c{i}"}) for i in range(consumers)]
     client = aioredis.Redis.from_url(url)
     bridge = RedisBridge(url, prefix=prefix)
@@ -122,33 +141,39 @@ async def _scenario(url: str, mode: str, consumers: int, impl: str, count: int) 
         else:
             bridge.queue(signal)
 
-    async def send_asignals(start: int) -> None:
-        for i in range(start, count, SENDERS):
-            await signal.send(None, order_id=i, t=time.monotonic())
+    async def send_asignals(order_id: int) -> None:
+        await signal.send(None, order_id=order_id, t=time.monotonic())
 
-    async def send_by_hand(start: int) -> None:
-        for i in range(start, count, SENDERS):
-            data = json.dumps({"payload": {"order_id": i, "t": time.monotonic()}})
-            if mode == "fanout":
-                await client.publish(key, data)
-            else:
-                await client.xadd(key, {"m": data}, maxlen=100_000, approximate=True)
+    async def send_by_hand(order_id: int) -> None:
+        data = json.dumps({"payload": {"order_id": order_id, "t": time.monotonic()}})
+        if mode == "fanout":
+            await client.publish(key, data)
+        else:
+            await client.xadd(key, {"m": data}, maxlen=100_000, approximate=True)
 
-    sender = send_asignals if impl == "asignals" else send_by_hand
+    send = send_asignals if impl == "asignals" else send_by_hand
+
+    async def sender(start: int) -> None:
+        for order_id in range(start, count, SENDERS):
+            await send(order_id)
+
+    async def handled(total: int) -> None:
+        if mode == "fanout":
+            await asyncio.gather(*(_first_phase_done(node) for node in nodes))
+        else:
+            await asyncio.wait_for(_queue_drained(client, key, total), WAIT)
+
     try:
         async with bridge:
             started = time.monotonic()
             await asyncio.gather(*(sender(i) for i in range(SENDERS)))
-            if mode == "fanout":
-                outcomes = await asyncio.gather(
-                    *(asyncio.wait_for(_fanout_done(n), WAIT) for n in nodes)
-                )
-                elapsed = time.monotonic() - started
-                latencies = [x for got in outcomes for x in got]
-            else:
-                await asyncio.wait_for(_queue_drained(client, key, count), WAIT)
-                elapsed = time.monotonic() - started
-                latencies = [x for n in nodes for x in await _latencies(n)]
+            await handled(count)
+            for order_id in range(count, count + probes):
+                await send(order_id)
+                await asyncio.sleep(0.002)
+            if mode == "queue":
+                await handled(count + probes)
+            records = [record for node in nodes for record in await _records(node)]
     finally:
         for node in nodes:
             if node.returncode is None:
@@ -156,24 +181,17 @@ async def _scenario(url: str, mode: str, consumers: int, impl: str, count: int) 
                 await node.wait()
         await client.delete(key)
         await client.aclose()
-    latencies.sort()
+    finished = max(at for order_id, _, at in records if order_id < count)
+    latencies = sorted(latency for order_id, latency, _ in records if order_id >= count)
     return RedisRow(
         mode=mode,
         consumers=consumers,
         impl=impl,
         messages=count,
-        per_second=count / elapsed,
+        per_second=count / (finished - started),
         p50_ms=statistics.median(latencies) * 1000,
         p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
     )
-
-
-async def _fanout_done(process: asyncio.subprocess.Process) -> list[float]:
-    assert process.stdout is not None
-    line = await process.stdout.readline()  # printed once it has got every message
-    await process.wait()
-    result: list[float] = json.loads(line)
-    return result
 
 
 async def _queue_drained(client: Any, key: str, count: int) -> None:
@@ -188,7 +206,8 @@ async def _run(quick: bool) -> list[RedisRow]:
     server = _Server()
     try:
         await server.wait_ready()
-        count = 1_000 if quick else 20_000
+        count = 1_000 if quick else 10_000
+        probes = 50 if quick else 300
         repeats = 1 if quick else 3
         cases = [
             (mode, consumers, impl)
@@ -199,7 +218,7 @@ async def _run(quick: bool) -> list[RedisRow]:
         best: dict[tuple[str, int, str], RedisRow] = {}
         for _ in range(repeats):  # interleaved, so a busy moment hurts every case alike
             for case in cases:
-                row = await _scenario(server.url, *case, count)
+                row = await _scenario(server.url, *case, count, probes)
                 if case not in best or row.per_second > best[case].per_second:
                     best[case] = row
         return [best[case] for case in cases]
@@ -227,7 +246,8 @@ def format_rows(rows: list[RedisRow], skipped: str | None) -> str:
     out.append(
         f"N messages from {SENDERS} concurrent senders in this process to consumer processes;"
         "\nmsgs/s = N / (first send .. last handled, by every consumer for fanout, once per"
-        "\ngroup for queue); latency from send to receiver; ratio = asignals / redis-py msgs/s."
+        "\ngroup for queue); then, with nothing queued, probe messages one at a time (2 ms"
+        "\napart): latency from send to receiver; ratio = asignals / redis-py msgs/s."
     )
     header = ("mode", "consumers", "impl", "msgs/s", "p50 ms", "p99 ms", "ratio")
     lines = [header]
