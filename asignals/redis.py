@@ -1047,16 +1047,20 @@ class RedisBridge:
                     started = True
                     task_status.started()
                 while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                    if message is not None and message["type"] == "message":
-                        route = routes.get(message["channel"])
-                        if route is not None:
-                            try:
-                                await self._fanout_message(route, message["data"])
-                            except _CONNECTION_ERRORS:
-                                raise
-                            except Exception:  # a bug must not end the listener
-                                logger.exception("%r: handling a message failed", self)
+                    # The raw reply, [b"message", channel, data]: get_message() would wrap
+                    # each one in a dict and look for handlers first, which costs as much
+                    # as the rest of receiving it.
+                    response = await pubsub.parse_response(block=True)
+                    if not response or response[0] != b"message":
+                        continue  # (PONG and other replies: nothing for us)
+                    route = routes.get(response[1])
+                    if route is not None:
+                        try:
+                            await self._fanout_message(route, response[2])
+                        except _CONNECTION_ERRORS:
+                            raise
+                        except Exception:  # a bug must not end the listener
+                            logger.exception("%r: handling a message failed", self)
             except _CONNECTION_ERRORS as exc:
                 if not started:
                     raise BridgeConnectionError(f"{self!r}: subscribing failed: {exc}") from exc
