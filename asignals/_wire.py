@@ -198,7 +198,7 @@ def _isoformat(value: datetime.date) -> str:
 # One encoder: json.dumps() with any non-default option builds a new one on every call.
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 # The C scanner, without decode()'s Python wrapper around it.
-_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_scan: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
 
 
 def seal(envelope: dict[str, Any], secret: bytes | None) -> bytes:

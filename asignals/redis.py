@@ -444,7 +444,7 @@ class RedisBridge:
             ),
             0,
         )
-        self._dropped = dict.fromkeys(_wire.DROP_KINDS, 0)
+        self._dropped: dict[str, int] = dict.fromkeys(_wire.DROP_KINDS, 0)
         self._logged_drops: set[str] = set()
 
     def __repr__(self) -> str:
