@@ -428,6 +428,7 @@ class RedisBridge:
         self._outbox: list[tuple[_Route, bytes, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._room = asyncio.Semaphore(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._connected = False
         self._down_since = 0.0
@@ -665,6 +666,7 @@ class RedisBridge:
             raise
         self._client = client
         self._connected = True
+        self._loop = asyncio.get_running_loop()
         self._outbox = []
         self._wake = asyncio.Event()
         self._room = asyncio.Semaphore(max(self._batch * 10, 1000))
@@ -848,8 +850,15 @@ class RedisBridge:
 
     async def _submit(self, route: _Route, data: bytes) -> Any:
         """Hand one command to the writer and wait for Redis's reply to it."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            raise RuntimeError(
+                f"{route.signal!r} was sent on another event loop than the one running "
+                f"{self!r}; from a plain thread, use anyio.from_thread or "
+                f"asyncio.run_coroutine_threadsafe to send on the bridge's loop"
+            )
         async with self._room:  # bounded: at most max_outbox commands wait
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[Any] = loop.create_future()
             self._outbox.append((route, data, future))
             self._wake.set()
             return await future

@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import decimal
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -168,6 +169,29 @@ async def test_send_sync_from_a_worker_thread_crosses(
         assert responses[0][1] == 2  # PUBLISH reached both bridges' subscriptions
         await remote.wait(1)
     assert [payload for _, payload, _ in remote.calls] == [{"key": 2}]
+
+
+async def test_send_sync_from_a_plain_thread_says_how_to_send(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    here = AsyncSignal("cache_invalidated")
+    bridge = RedisBridge(redis_server.url, prefix=prefix)
+    bridge.fanout(here)
+    errors: list[BaseException] = []
+
+    def from_a_plain_thread() -> None:  # no event loop, not an anyio worker thread
+        try:
+            here.send_sync(None, key=1)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    async with bridge:
+        thread = threading.Thread(target=from_a_plain_thread)
+        thread.start()
+        await anyio.to_thread.run_sync(thread.join)
+    (error,) = errors
+    assert "another event loop" in str(error)
+    assert bridge.statistics().published == 0
 
 
 async def test_testing_helpers_work_with_a_bridge(redis_server: RedisServer, prefix: str) -> None:
