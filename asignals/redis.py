@@ -1005,12 +1005,14 @@ class RedisBridge:
         try:
             if not isinstance(data, bytes):
                 raise _wire.Dropped("malformed", "the entry has no message field")
-            envelope = self._open(data)
+            envelope = _wire.open_envelope(data, self._secret, self._max_bytes)
             if envelope.signal != route.name:
                 raise _wire.Dropped(
                     "unknown_signal", f"{envelope.signal!r} arrived on {route.key!r}"
                 )
-            sender = self._resolve_sender(envelope.sender)
+            sender = envelope.sender
+            if not (sender is None or type(sender) is str or type(sender) is int):
+                sender = self._resolve_sender(sender)
             payload = self._codecs.revive(envelope.payload) if envelope.typed else envelope.payload
             if "signal" in payload or "sender" in payload:
                 raise _wire.Dropped("malformed", "the payload uses a reserved name")
