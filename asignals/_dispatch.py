@@ -17,11 +17,12 @@ the same loop compiled with ``**payload``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import keyword
 import linecache
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -36,19 +37,32 @@ logger = logging.getLogger("asignals")
 
 Plan = tuple[Entry, ...]
 Responses = list[tuple[Receiver, Any]]
-Loop = Callable[[Any, Plan, bool, Any, dict[str, Any]], Coroutine[Any, Any, Responses]]
-"""``loop(signal, plan, robust, sender, payload)``: the compiled dispatch loop."""
+Loop = Callable[[Any, Iterable[Entry], bool, Any, dict[str, Any]], Coroutine[Any, Any, Responses]]
+"""``loop(signal, plan, robust, sender, payload)``: the compiled dispatch loop. The plan may
+be an iterator: what is left of it tells how far a loop got that was cut short."""
 
 
-def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> None:
-    """Log a receiver's exception that a robust send returns instead of raising."""
-    logger.error(
-        "Receiver %s of signal %r raised %s",
-        describe(receiver),
-        signal.name,
-        type(exc).__name__,
-        exc_info=exc,
-    )
+def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> Exception:
+    """Log a receiver's exception that a robust send returns instead of raising; return it.
+
+    Logging never breaks delivery: a failure of the logging itself (a filter or handler
+    that raises) is dropped. The exception is returned without the loop's own frame at the
+    top of its traceback: that frame holds the responses, which hold the exception, and
+    that reference cycle would keep every payload alive until the cycle collector runs.
+    The receiver's frames, where it went wrong, stay (and the logged traceback is whole).
+    """
+    with contextlib.suppress(Exception):  # a failing filter or handler: nobody to tell
+        logger.error(
+            "Receiver %s of signal %r raised %s",
+            describe(receiver),
+            signal.name,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+    traceback = exc.__traceback__
+    if traceback is not None and traceback.tb_next is not None:
+        exc.__traceback__ = traceback.tb_next
+    return exc
 
 
 LOOP_SOURCE = '''\
@@ -70,8 +84,7 @@ async def run_in_order(signal, plan, robust, sender, payload):
         except Exception as exc:
             if not robust:
                 raise
-            log_failure(signal, receiver, exc)
-            response = exc
+            response = log_failure(signal, receiver, exc)
         responses.append((receiver, response))
     return responses
 '''
@@ -85,9 +98,17 @@ def _names_in(source: str) -> frozenset[str]:
 
 
 # A payload item named like one of these (`plan`, `Exception`, ...) would shadow it inside
-# a loop compiled with literal keywords, so such payloads take the ** loop.
-_LOOP_NAMES = _names_in(LOOP_SOURCE.format(unpack="", arguments="signal=signal, sender=sender"))
+# a loop compiled with literal keywords, so such payloads take the ** loop. `__debug__`
+# cannot be assigned at all.
+_LOOP_NAMES = _names_in(LOOP_SOURCE.format(unpack="", arguments="signal=signal, sender=sender")) | {
+    "__debug__"
+}
 _MAX_SHAPES = 256  # beyond this many payload shapes, new ones share the ** loop
+# Beyond this many payload names, the ** loop: names may come from user input
+# (`send(self, **form)`), and CPython's compiler takes time quadratic in the number of
+# keywords of one call (10,000 names: seconds, blocking the event loop). Keyword passing
+# beats ** for a handful of names; a payload of 32 is already rare.
+_MAX_NAMES = 32
 loops: dict[tuple[str, ...], Loop] = {}
 """Compiled loops by payload names; the send path reads it directly."""
 
@@ -119,7 +140,7 @@ def loop_for(shape: tuple[str, ...]) -> Loop:
     cache first, which the hot path does inline); compiled on first use."""
     loop = loops.get(shape)
     if loop is None:
-        if len(loops) >= _MAX_SHAPES:
+        if len(loops) >= _MAX_SHAPES or len(shape) > _MAX_NAMES:
             return _any_payload_loop
         # ASCII only: the compiler NFKC-normalises identifiers, so "ﬁle" would become "file".
         spellable = all(

@@ -12,9 +12,10 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from contextvars import ContextVar
 from traceback import format_exc
 from typing import Any
@@ -28,6 +29,8 @@ from ._builtins import (
     request_finished,
     request_started,
 )
+from ._dispatch import Loop, loop_for, loops
+from ._receivers import Entry
 
 __all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "SignalMiddleware"]
 
@@ -39,10 +42,41 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = logging.getLogger("asignals")
 
-# Set while a request runs through an outer SignalMiddleware, so that nested or mounted
-# apps wrapped again fire the signals once per request, not once per layer. A context
-# variable, not a scope key: the scope belongs to the application.
-_in_request: ContextVar[bool] = ContextVar("asignals_in_request", default=False)
+
+class _Reporting:
+    """What an outer SignalMiddleware is reporting: one request (or lifespan), while it runs.
+
+    Kept in a context variable (not a scope key: the scope belongs to the application), so
+    that nested or mounted apps wrapped again fire the signals once per request, not once
+    per layer. Context variables are copied into every task started meanwhile, so the
+    marker names its request: a scope that is not that one (or a shallow copy of it, which
+    shares its ``headers`` list) is another request and is reported, also once this one has
+    ended (``active``), from a task it spawned or from an in-process client in its task.
+    """
+
+    __slots__ = ("active", "headers_id", "scope_id")
+
+    def __init__(self, scope: Scope) -> None:
+        # ids, not the objects: a spawned task's context must not keep the scope alive.
+        # While `active`, the scope is alive, so its id cannot have been reused.
+        self.scope_id = id(scope)
+        headers = scope.get("headers")
+        self.headers_id = None if headers is None else id(headers)
+        self.active = True
+
+    def covers(self, scope: Scope) -> bool:
+        if not self.active:
+            return False
+        if id(scope) == self.scope_id:
+            return True
+        headers = scope.get("headers")
+        return headers is not None and id(headers) == self.headers_id
+
+
+_reporting: ContextVar[_Reporting | None] = ContextVar("asignals_reporting", default=None)
+_reporting_lifespan: ContextVar[_Reporting | None] = ContextVar(
+    "asignals_reporting_lifespan", default=None
+)
 
 
 class SignalMiddleware:
@@ -103,10 +137,14 @@ class SignalMiddleware:
                 f"SignalMiddleware(): finish_timeout must be a number of seconds, "
                 f"got {finish_timeout!r}"
             )
-        if not finish_timeout > 0:
+        try:
+            bounded = finish_timeout > 0 and math.isfinite(finish_timeout)
+        except OverflowError:  # an int too large for a float: no timer can take it
+            bounded = False
+        if not bounded:
             raise ValueError(
-                f"SignalMiddleware(): finish_timeout must be a positive number of seconds, "
-                f"got {finish_timeout!r}"
+                f"SignalMiddleware(): finish_timeout must be a positive, finite number of "
+                f"seconds, got {finish_timeout!r}"
             )
         self.app = app
         self.sender = type(self) if sender is None else sender
@@ -116,6 +154,12 @@ class SignalMiddleware:
         self._path_patterns: tuple[re.Pattern[str], ...] = ()
         for path in exclude_paths:
             if isinstance(path, re.Pattern):
+                if not isinstance(path.pattern, str):
+                    raise TypeError(
+                        f"SignalMiddleware(): exclude_paths patterns must match str paths, "
+                        f"got the bytes pattern {path!r}; compile it from a str: "
+                        f"re.compile({path.pattern.decode(errors='replace')!r})"
+                    )
                 self._path_patterns += (path,)
             elif isinstance(path, str):
                 self._exact_paths |= {path}
@@ -141,14 +185,11 @@ class SignalMiddleware:
     def _wants(self, scope: Scope) -> bool:
         """Whether this request sends signals: some receiver listens, not nested, not excluded."""
         sender = self.sender
-        if (
-            not (
-                request_started.has_listeners(sender)
-                or request_finished.has_listeners(sender)
-                or got_request_exception.has_listeners(sender)
-            )
-            or _in_request.get()
-        ):
+        if not (
+            request_started.has_listeners(sender)
+            or request_finished.has_listeners(sender)
+            or got_request_exception.has_listeners(sender)
+        ) or ((reporting := _reporting.get()) is not None and reporting.covers(scope)):
             return False
         if self._exact_paths or self._path_patterns:
             path = scope.get("path", "")
@@ -192,14 +233,21 @@ class SignalMiddleware:
                 raise
             if message_type in ("http.response.start", "websocket.http.response.start"):
                 status_code = message["status"]
-            elif message_type == "http.response.body":
+            elif message_type in (
+                "http.response.body",
+                "http.response.zerocopysend",
+                "websocket.http.response.body",  # the end of a websocket denial response
+            ):
                 response_complete = not message.get("more_body", False)
+            elif message_type == "http.response.pathsend":  # always the whole response
+                response_complete = True
             elif message_type == "websocket.close":
                 close_code = message.get("code", 1000)
                 response_complete = True
 
         sender = self.sender
-        token = _in_request.set(True)
+        reporting = _Reporting(scope)
+        token = _reporting.set(reporting)
         started = time.perf_counter()
         interrupted = False  # by cancellation (or KeyboardInterrupt...), not an app error
         try:
@@ -217,34 +265,68 @@ class SignalMiddleware:
             interrupted = True
             raise
         finally:
-            _in_request.reset(token)
-            finished = request_finished.send_robust(
-                sender,
-                scope=scope,
-                status_code=status_code,
-                response_complete=response_complete,
-                disconnected=disconnected,
-                exception=exception,
-                duration=time.perf_counter() - started,
-                close_code=close_code,
+            reporting.active = False
+            _reporting.reset(token)
+            payload = {
+                "scope": scope,
+                "status_code": status_code,
+                "response_complete": response_complete,
+                "disconnected": disconnected,
+                "exception": exception,
+                "duration": time.perf_counter() - started,
+                "close_code": close_code,
+            }
+            # This frame is in the traceback of the app's exception: hold it only in
+            # `payload`, cleared below, so that no reference cycle keeps it (and the whole
+            # request) alive until the cycle collector runs.
+            exception = None
+            # The robust send, taken apart so that the receivers it has not reached yet are
+            # known when a cancellation cuts it short: the loop walks an iterator of the plan.
+            remaining, loop = _finishing(sender, payload)
+            try:
+                if interrupted:
+                    await self._finish_shielded(loop, remaining, sender, payload, scope)
+                else:
+                    try:
+                        await loop(request_finished, remaining, True, sender, payload)
+                    except BaseException:
+                        # Cancelled while a receiver awaited: that one is cut off, but the
+                        # ones after it still hear that the request finished, as after a
+                        # cancelled request. Only now is the shield paid for (about 6 us, a
+                        # tenth of a whole request).
+                        await self._finish_shielded(loop, remaining, sender, payload, scope)
+                        raise
+            finally:
+                payload.clear()
+
+    async def _finish_shielded(
+        self,
+        loop: Loop,
+        remaining: Iterator[Entry],
+        sender: Any,
+        payload: dict[str, Any],
+        scope: Scope,
+    ) -> None:
+        """Send request_finished to the *remaining* receivers despite a cancellation.
+
+        Shielded so that a cancelled request still reports that it finished; bounded so
+        that a slow receiver cannot hold it (or a shutdown) forever.
+        """
+        with anyio.move_on_after(self.finish_timeout, shield=True) as bound:
+            await loop(request_finished, remaining, True, sender, payload)
+        if bound.cancelled_caught:
+            logger.warning(
+                "request_finished receivers did not finish within finish_timeout=%ss "
+                "of an interrupted request to %s; they were cancelled",
+                self.finish_timeout,
+                scope.get("path"),
             )
-            if interrupted:
-                # Shielded so that a cancelled request still reports that it finished;
-                # bounded so that a slow receiver cannot hold it (or a shutdown) forever.
-                # Only here: a shielded scope costs about 6 us, a tenth of a whole request.
-                with anyio.move_on_after(self.finish_timeout, shield=True) as bound:
-                    await finished
-                if bound.cancelled_caught:
-                    logger.warning(
-                        "request_finished receivers did not finish within finish_timeout=%ss "
-                        "of an interrupted request to %s; they were cancelled",
-                        self.finish_timeout,
-                        scope.get("path"),
-                    )
-            else:
-                await finished
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outer = _reporting_lifespan.get()
+        if outer is not None and outer.covers(scope):  # an outer layer sends them already
+            await self.app(scope, receive, send)
+            return
         sender = self.sender
 
         async def observe_receive() -> Message:
@@ -271,4 +353,21 @@ class SignalMiddleware:
                 return  # the server has been told already, and accepts it once
             await send(message)
 
-        await self.app(scope, observe_receive, observe_send)
+        reporting = _Reporting(scope)
+        token = _reporting_lifespan.set(reporting)
+        try:
+            await self.app(scope, observe_receive, observe_send)
+        finally:
+            reporting.active = False
+            _reporting_lifespan.reset(token)
+
+
+def _finishing(sender: Any, payload: dict[str, Any]) -> tuple[Iterator[Entry], Loop]:
+    """What ``request_finished.send_robust(sender, **payload)`` would run: an iterator over
+    its plan (the testing helpers' hook applied) and the loop compiled for the payload."""
+    plan = request_finished._plan_for(sender)
+    hook = request_finished._hook
+    if hook is not None:
+        plan = hook(sender, payload, plan)
+    shape = tuple(payload)
+    return iter(plan), loops.get(shape) or loop_for(shape)
