@@ -46,10 +46,7 @@ def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> Exce
     """Log a receiver's exception that a robust send returns instead of raising; return it.
 
     Logging never breaks delivery: a failure of the logging itself (a filter or handler
-    that raises) is dropped. The exception is returned without the loop's own frame at the
-    top of its traceback: that frame holds the responses, which hold the exception, and
-    that reference cycle would keep every payload alive until the cycle collector runs.
-    The receiver's frames, where it went wrong, stay (and the logged traceback is whole).
+    that raises) is dropped.
     """
     with contextlib.suppress(Exception):  # a failing filter or handler: nobody to tell
         logger.error(
@@ -59,9 +56,6 @@ def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> Exce
             type(exc).__name__,
             exc_info=exc,
         )
-    traceback = exc.__traceback__
-    if traceback is not None and traceback.tb_next is not None:
-        exc.__traceback__ = traceback.tb_next
     return exc
 
 
@@ -84,9 +78,16 @@ async def run_in_order(signal, plan, robust, sender, payload):
         except Exception as exc:
             if not robust:
                 raise
-            response = log_failure(signal, receiver, exc)
+            responses.append((receiver, log_failure(signal, receiver, exc)))
+            continue
         responses.append((receiver, response))
-    return responses
+    try:
+        return responses
+    finally:
+        # The traceback of a returned exception holds this frame: without this, the frame
+        # would hold the exception (in `responses`), a cycle that keeps the payload alive
+        # until the cycle collector runs. (No local but `responses` ever holds one.)
+        del responses
 '''
 
 
