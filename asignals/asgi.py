@@ -91,7 +91,9 @@ class SignalMiddleware:
     * ``request_finished`` is sent robustly, exactly once, after the app has returned, also
       after an error, a client disconnect or cancellation (then shielded from the
       cancellation, for at most *finish_timeout* seconds). Payload: ``scope``,
-      ``status_code``, ``response_complete``, ``disconnected``, ``exception``, ``duration``
+      ``status_code`` (``500`` when an ``Exception`` escaped before a response started:
+      what the server or Starlette's error middleware then sends), ``response_complete``,
+      ``disconnected``, ``exception``, ``duration``
       and ``close_code`` (websockets; ``None`` for HTTP).
 
     Lifespan messages pass through untouched; ``app_started`` is awaited when the app
@@ -246,6 +248,7 @@ class SignalMiddleware:
                 response_complete = True
 
         sender = self.sender
+        scope_type = scope["type"]
         reporting = _Reporting(scope)
         token = _reporting.set(reporting)
         started = time.perf_counter()
@@ -260,6 +263,11 @@ class SignalMiddleware:
                 raise
         except Exception as exc:
             exception = exc
+            if status_code is None and scope_type == "http" and not disconnected:
+                # No response started: the client gets a 500 from whatever catches this
+                # (the server, or Starlette's ServerErrorMiddleware outside us when added
+                # with app.add_middleware), so report the status it will see.
+                status_code = 500
             raise
         except BaseException:
             interrupted = True
@@ -365,9 +373,6 @@ class SignalMiddleware:
 def _finishing(sender: Any, payload: dict[str, Any]) -> tuple[Iterator[Entry], Loop]:
     """What ``request_finished.send_robust(sender, **payload)`` would run: an iterator over
     its plan (the testing helpers' hook applied) and the loop compiled for the payload."""
-    plan = request_finished._plan_for(sender)
-    hook = request_finished._hook
-    if hook is not None:
-        plan = hook(sender, payload, plan)
     shape = tuple(payload)
+    plan = request_finished._plan_to_send(sender, payload)
     return iter(plan), loops.get(shape) or loop_for(shape)
