@@ -183,7 +183,12 @@ async def run_concurrently(
             return []
 
         await _run_all([worker() for _ in range(max_concurrency)])
-    return [response for responses in outcomes for response in responses]
+    flat = [response for responses in outcomes for response in responses]
+    # A receiver's frame reaches the task that ran it (frames link to their callers), and
+    # that task's frame reaches `outcomes`: emptied, so that an exception returned in the
+    # responses is not in a reference cycle that keeps the payload alive.
+    outcomes.clear()
+    return flat
 
 
 def _parts(plan: Plan) -> list[Plan]:

@@ -107,8 +107,10 @@ class SignalMiddleware:
         exclude_paths: Paths that send no request signals: strings match exactly,
             compiled regular expressions with ``fullmatch``.
         finish_timeout: Seconds that ``request_finished`` receivers may take after the
-            request was cancelled (they are then cut off, with a warning logged). Requests
-            that were not interrupted do not bound them.
+            request was cancelled, or after a cancellation that cut one of them off (the
+            ones after it still get the signal); then they are cut off, with a warning
+            logged. Requests that were not interrupted do not bound them. A positive,
+            finite number.
 
     Example:
         ```python
