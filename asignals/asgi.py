@@ -43,40 +43,30 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 logger = logging.getLogger("asignals")
 
 
-class _Reporting:
-    """What an outer SignalMiddleware is reporting: one request (or lifespan), while it runs.
-
-    Kept in a context variable (not a scope key: the scope belongs to the application), so
-    that nested or mounted apps wrapped again fire the signals once per request, not once
-    per layer. Context variables are copied into every task started meanwhile, so the
-    marker names its request: a scope that is not that one (or a shallow copy of it, which
-    shares its ``headers`` list) is another request and is reported, also once this one has
-    ended (``active``), from a task it spawned or from an in-process client in its task.
-    """
-
-    __slots__ = ("active", "headers_id", "scope_id")
-
-    def __init__(self, scope: Scope) -> None:
-        # ids, not the objects: a spawned task's context must not keep the scope alive.
-        # While `active`, the scope is alive, so its id cannot have been reused.
-        self.scope_id = id(scope)
-        headers = scope.get("headers")
-        self.headers_id = None if headers is None else id(headers)
-        self.active = True
-
-    def covers(self, scope: Scope) -> bool:
-        if not self.active:
-            return False
-        if id(scope) == self.scope_id:
-            return True
-        headers = scope.get("headers")
-        return headers is not None and id(headers) == self.headers_id
-
-
-_reporting: ContextVar[_Reporting | None] = ContextVar("asignals_reporting", default=None)
-_reporting_lifespan: ContextVar[_Reporting | None] = ContextVar(
+# What an outer SignalMiddleware is reporting, while it runs: `[id(scope), id(headers)]`
+# of one request (or lifespan), emptied when it ends. Kept in a context variable (not a
+# scope key: the scope belongs to the application), so that nested or mounted apps wrapped
+# again fire the signals once per request, not once per layer. Context variables are copied
+# into every task started meanwhile, so the marker names its request: a scope that is not
+# that one (or a shallow copy of it, which shares its `headers` list) is another request
+# and is reported, as is any request once this one has ended, from a task it spawned or
+# from an in-process client in its task. Ids, not the objects, so that a spawned task's
+# context does not keep the scope alive; while the marker is not empty the scope is alive,
+# so its id cannot have been reused. A list, not a class: this is on every request's path.
+_reporting: ContextVar[list[int] | None] = ContextVar("asignals_reporting", default=None)
+_reporting_lifespan: ContextVar[list[int] | None] = ContextVar(
     "asignals_reporting_lifespan", default=None
 )
+
+
+def _covers(marker: list[int] | None, scope: Scope) -> bool:
+    """Whether *scope* is the request (or lifespan) that *marker* names, still running."""
+    if not marker:
+        return False
+    if id(scope) == marker[0]:
+        return True
+    headers = scope.get("headers")
+    return headers is not None and id(headers) == marker[1]
 
 
 class SignalMiddleware:
@@ -193,7 +183,7 @@ class SignalMiddleware:
             request_started.has_listeners(sender)
             or request_finished.has_listeners(sender)
             or got_request_exception.has_listeners(sender)
-        ) or ((reporting := _reporting.get()) is not None and reporting.covers(scope)):
+        ) or _covers(_reporting.get(), scope):
             return False
         if self._exact_paths or self._path_patterns:
             path = scope.get("path", "")
@@ -251,8 +241,8 @@ class SignalMiddleware:
 
         sender = self.sender
         scope_type = scope["type"]
-        reporting = _Reporting(scope)
-        token = _reporting.set(reporting)
+        marker = [id(scope), id(scope.get("headers"))]
+        token = _reporting.set(marker)
         started = time.perf_counter()
         interrupted = False  # by cancellation (or KeyboardInterrupt...), not an app error
         try:
@@ -275,7 +265,7 @@ class SignalMiddleware:
             interrupted = True
             raise
         finally:
-            reporting.active = False
+            marker.clear()  # for the tasks it started, this request is over
             _reporting.reset(token)
             payload = {
                 "scope": scope,
@@ -333,8 +323,7 @@ class SignalMiddleware:
             )
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        outer = _reporting_lifespan.get()
-        if outer is not None and outer.covers(scope):  # an outer layer sends them already
+        if _covers(_reporting_lifespan.get(), scope):  # an outer layer sends them already
             await self.app(scope, receive, send)
             return
         sender = self.sender
@@ -363,12 +352,12 @@ class SignalMiddleware:
                 return  # the server has been told already, and accepts it once
             await send(message)
 
-        reporting = _Reporting(scope)
-        token = _reporting_lifespan.set(reporting)
+        marker = [id(scope), id(scope.get("headers"))]
+        token = _reporting_lifespan.set(marker)
         try:
             await self.app(scope, observe_receive, observe_send)
         finally:
-            reporting.active = False
+            marker.clear()
             _reporting_lifespan.reset(token)
 
 
