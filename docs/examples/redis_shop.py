@@ -86,7 +86,10 @@ async def place_order(request: Request) -> JSONResponse:
 
 
 async def ready(request: Request) -> JSONResponse:
-    return JSONResponse({"redis": bridge.connected}, status_code=200 if bridge.connected else 503)
+    return JSONResponse(
+        {"redis": bridge.connected, "worker": os.getpid()},
+        status_code=200 if bridge.connected else 503,
+    )
 
 
 @asynccontextmanager

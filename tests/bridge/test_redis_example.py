@@ -40,13 +40,20 @@ def test_two_uvicorn_workers_and_a_mailer(redis_server: RedisServer) -> None:
             # A new connection per request, so that both workers get some.
             return httpx.get(base + path, timeout=5, headers={"connection": "close"})
 
-        def answers() -> bool:
+        ready_workers: set[int] = set()
+
+        def both_workers_ready() -> bool:
+            # Pub/sub is at-most-once: a worker that has not subscribed yet would miss the
+            # price change, so wait until each of the two has answered /ready.
             try:
-                return get("/ready").status_code == 200
+                answer = get("/ready")
             except httpx.TransportError:
                 return False
+            if answer.status_code == 200:
+                ready_workers.add(answer.json()["worker"])
+            return len(ready_workers) == 2
 
-        wait_until(answers)
+        wait_until(both_workers_ready)
         changed = httpx.post(base + "/prices", json={"item": "pizza", "price": "9.50"})
         assert changed.status_code == 200
         seen: dict[int, str | None] = {}
