@@ -3,7 +3,10 @@
 Runs the named sections (all three by default), printing each table as it finishes, then
 the performance targets. Exits 0 whatever the numbers say: it measures, it does not gate.
 Sections or peers that cannot run here (wrk or a library missing) are reported as skipped
-or n/a, with the reason and the command that installs what is missing.
+or n/a, with the reason and the command that installs what is missing. ``--quick`` is a
+smoke run: it prints a one-screen summary instead of the tables. ``--also-python`` runs
+the dispatch section on other interpreters too; ``--markdown`` and ``--readme`` write the
+results into the Performance page and the README (see :mod:`benchmarks.markdown`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from . import asgi, dispatch, memory, report, targets
+from . import asgi, dispatch, markdown, memory, pythons, report, targets
 from ._model import LOOPS, LoopName, Results, Settings
 from ._progress import Progress
 from ._system import describe
@@ -76,7 +79,11 @@ def parser() -> argparse.ArgumentParser:
             "task groups and peer libraries; ASGI middleware overhead in process and under "
             "wrk; memory per receiver and under churn."
         ),
-        epilog="Defaults take a few minutes; --quick is a smoke run of well under a minute.",
+        epilog=(
+            "Defaults take a few minutes; --quick is a smoke run of well under a minute that "
+            "checks the command works and prints a one-screen summary. Every figure is a "
+            "time or a ratio of times: lower is better."
+        ),
     )
     p.add_argument(
         "sections",
@@ -120,6 +127,32 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-peers", action="store_true", help="leave the peer libraries out")
     p.add_argument(
+        "--also-python",
+        action="append",
+        default=[],
+        metavar="PYTHON",
+        help="also run the dispatch section with this interpreter (its environment needs "
+        "asignals and the bench extra); repeatable; shown side by side",
+    )
+    p.add_argument(
+        "--other-loops",
+        type=_loops,
+        metavar="LOOP,...",
+        help="event loops for the --also-python runs (default: asyncio)",
+    )
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="FILE.md",
+        help="write the results into FILE.md between its benchmark markers (docs/performance.md)",
+    )
+    p.add_argument(
+        "--readme",
+        type=Path,
+        metavar="README.md",
+        help="write the headline figures into README.md between its benchmark markers",
+    )
+    p.add_argument(
         "--from-json",
         type=Path,
         metavar="FILE",
@@ -156,6 +189,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         footprint_receivers=1_000 if quick else 10_000,
         churn_cycles=10_000 if quick else 100_000,
         peers=not args.no_peers,
+        asgi_in_process_repeats=3 if quick else 11,
+        other_pythons=list(args.also_python),
+        other_loops=args.other_loops or ["asyncio"],
     )
 
 
@@ -167,6 +203,8 @@ def _work_units(settings: Settings) -> int:
         units += asgi.work_units(settings)
     if "memory" in settings.sections:
         units += memory.work_units(settings)
+    if "dispatch" in settings.sections:
+        units += len(settings.other_pythons)
     return units
 
 
@@ -182,10 +220,29 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     results.targets = targets.evaluate(results)  # judged again, by today's targets
     _emit(report.format_text(results))
+    return _write_outputs(args, results)
+
+
+def _write_outputs(args: argparse.Namespace, results: Results) -> int:
+    """The files a run was asked for: JSON, plot, the Performance page and the README."""
+    if args.json is not None:
+        report.write_json(results, args.json)
+        print(f"JSON written to {args.json}", file=sys.stderr)
     if args.plot is not None:
         problem = report.plot(results, args.plot, args.plot_loop)
         print(problem or f"plot written to {args.plot}", file=sys.stderr)
-    return 0
+    status = 0
+    for path, write in ((args.markdown, markdown.write_page), (args.readme, markdown.write_readme)):
+        if path is None:
+            continue
+        try:
+            write(results, path)
+        except (OSError, ValueError) as exc:
+            print(f"cannot write {path}: {exc}", file=sys.stderr)
+            status = 2
+        else:
+            print(f"results written into {path}", file=sys.stderr)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from(args)
     results = Results(system=describe(), settings=settings)
     _emit(report.format_header(results))
+    # A smoke run prints one screen at the end instead of the tables.
+    emit = (lambda text: None) if settings.quick else _emit
     progress = Progress(_work_units(settings), enabled=not args.no_progress)
     try:
         if "dispatch" in settings.sections:
@@ -202,7 +261,11 @@ def main(argv: list[str] | None = None) -> int:
             results.dispatch, skipped_loops = dispatch.run(settings, progress)
             results.dispatch_notes = dispatch.notes(settings.peers) + skipped_loops
             progress.close()
-            _emit(report.format_dispatch(results))
+            emit(report.format_dispatch(results))
+            if settings.other_pythons:
+                results.other_pythons = pythons.run(settings, progress)
+                progress.close()
+                emit(report.format_pythons(results))
         if "asgi" in settings.sections:
             progress.section("asgi")
             try:
@@ -217,23 +280,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(skipped, file=sys.stderr)
                 progress.advance(asgi.work_units(settings))
             progress.close()
-            _emit(report.format_asgi(results))
+            emit(report.format_asgi(results))
         if "memory" in settings.sections:
             progress.section("memory")
             results.footprint, results.churn, results.memory_notes = memory.run(settings, progress)
             progress.close()
-            _emit(report.format_memory(results))
+            emit(report.format_memory(results))
     finally:
         progress.close()
     results.targets = targets.evaluate(results)
-    _emit(report.format_targets(results))
-    if args.json is not None:
-        report.write_json(results, args.json)
-        print(f"JSON written to {args.json}", file=sys.stderr)
-    if args.plot is not None:
-        problem = report.plot(results, args.plot, args.plot_loop)
-        print(problem or f"plot written to {args.plot}", file=sys.stderr)
-    return 0
+    _emit(report.format_summary(results) if settings.quick else report.format_targets(results))
+    return _write_outputs(args, results)
 
 
 if __name__ == "__main__":

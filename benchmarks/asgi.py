@@ -3,7 +3,10 @@
 Two views of the variants of :mod:`benchmarks.asgi_app`:
 
 * In process: the app called directly with a fake server connection, timed like the
-  dispatch section. No sockets, no server: the overhead each variant adds, free of noise.
+  dispatch section. No sockets, no server: the overhead each variant adds per request
+  (its time minus the bare app's, the two timed interleaved), free of noise. The
+  baseline is the floor: a hand-written pure ASGI middleware that calls the same receiver
+  with the same payload on started and finished (lower is better).
 * Under load: each variant in its own uvicorn process on 127.0.0.1 (a free port,
   ``--no-access-log``, one worker), ``wrk --latency`` loading it from another core (see
   :mod:`._wrk`). All variants of one event loop are started together and measured in
@@ -38,9 +41,11 @@ from ._wrk import (
 
 READY_TIMEOUT = 30.0
 BASELINE = "bare"
+FLOOR = "floor"
 VARIANTS: dict[str, str] = {
     "bare": "Starlette app, no middleware",
     "noop": "+ no-op pure ASGI middleware",
+    "floor": "+ hand-written floor middleware calling the receiver on started+finished",
     "signals_none": "+ SignalMiddleware, no receivers",
     "signals_async": "+ SignalMiddleware, coroutine receiver on started+finished",
     "signals_sync": "+ SignalMiddleware, sync receiver on started+finished",
@@ -159,39 +164,59 @@ def _request_batch(app: Callable[..., Any]) -> Batch:
 def _in_process(loop: str, settings: Settings, progress: Progress) -> list[InProcessRow]:
     """Time per request of every variant, called directly on *loop*: the overhead, noise-free.
 
-    Variants run one after another, not interleaved: their receivers are connected to the
-    same global signals, so each variant's are disconnected before the next is built.
+    Each variant is timed interleaved with a bare app of its own, so that its overhead is
+    a difference of two figures from the same rounds. Variants run one after another, not
+    all interleaved: their receivers are connected to the same global signals, so each
+    variant's are disconnected before the next is built.
     """
     from . import asgi_app
 
     rows: list[InProcessRow] = []
+    bare_samples: list[float] = []
     try:
         for variant, description in VARIANTS.items():
             progress.step(f"{loop} {variant} in process")
-            batch = _request_batch(asgi_app.FACTORIES[variant]())
+            row = InProcessRow(loop, variant, description)
+            rows.append(row)
+            if variant == BASELINE:
+                continue
+            batches = {
+                "bare": _request_batch(asgi_app.FACTORIES[BASELINE]()),
+                "variant": _request_batch(asgi_app.FACTORIES[variant]()),
+            }
 
-            async def main(batch: Batch = batch) -> dict[str, Timing | NotApplicable]:
+            async def main(
+                batches: dict[str, Batch] = batches,
+            ) -> dict[str, Timing | NotApplicable]:
                 return await measure(
-                    {"request": batch},
+                    batches,
                     target_ns=settings.batch_target_ms * 1e6,
-                    repeats=settings.repeats,
+                    repeats=settings.asgi_in_process_repeats,
                 )
 
-            outcome = run_on_loop(cast(LoopName, loop), main)["request"]
+            outcome = run_on_loop(cast(LoopName, loop), main)
             asgi_app.disconnect_all()
-            row = InProcessRow(loop, variant, description)
-            if isinstance(outcome, NotApplicable):
-                row.na = outcome.reason
+            bare, measured = outcome["bare"], outcome["variant"]
+            if isinstance(measured, NotApplicable):
+                row.na = measured.reason
+            elif isinstance(bare, NotApplicable):
+                row.na = f"the bare app: {bare.reason}"
             else:
-                row.ns = outcome.best_ns
-            rows.append(row)
+                row.ns, row.bare_ns = measured.best_ns, bare.best_ns
+                row.ratio = row.ns / row.bare_ns
+                row.overhead_ns = row.ns - row.bare_ns
+                bare_samples.append(bare.best_ns)
     finally:
         asgi_app.disconnect_all()
-    bare = next((row for row in rows if row.variant == BASELINE and row.ns), None)
+    if bare_samples:
+        rows[0].ns = rows[0].bare_ns = min(bare_samples)
+        rows[0].ratio, rows[0].overhead_ns = 1.0, 0.0
+    floor = next((row for row in rows if row.variant == FLOOR and row.overhead_ns), None)
     for row in rows:
-        if bare is not None and bare.ns and row.ns is not None:
-            row.ratio = row.ns / bare.ns
-            row.overhead_ns = row.ns - bare.ns
+        if row.variant == BASELINE:
+            continue
+        if floor is not None and floor.overhead_ns and row.overhead_ns is not None:
+            row.overhead_ratio = row.overhead_ns / floor.overhead_ns
     return rows
 
 

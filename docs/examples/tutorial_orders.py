@@ -4,7 +4,9 @@ from typing import Any
 
 from asignals import AsyncSignal, receiver
 
-order_created = AsyncSignal("order_created", doc="Sent after an order is created. Payload: order.")
+order_created = AsyncSignal(
+    "order_created", doc="Sent after an order is created. Payload: order."
+)
 
 
 @dataclass

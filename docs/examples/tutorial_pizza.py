@@ -6,7 +6,9 @@ from asignals import AsyncSignal, receiver
 
 logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
 
-pizza_done = AsyncSignal("pizza_done", doc="Sent when a pizza is ready. Payload: toppings, size.")
+pizza_done = AsyncSignal(
+    "pizza_done", doc="Sent when a pizza is ready. Payload: toppings, size."
+)
 
 
 class PizzaStore:
@@ -15,7 +17,9 @@ class PizzaStore:
 
 
 @receiver(pizza_done, sender=PizzaStore)
-def print_ticket(sender: type[PizzaStore], toppings: list[str], size: str, **kwargs: Any) -> str:
+def print_ticket(
+    sender: type[PizzaStore], toppings: list[str], size: str, **kwargs: Any
+) -> str:
     return f"{size} pizza: {', '.join(toppings)}"
 
 
