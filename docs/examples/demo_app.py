@@ -2,11 +2,13 @@
 
 Run it with ``make demo`` and open http://127.0.0.1:8000, or::
 
-    curl -X POST http://127.0.0.1:8000/orders -H 'content-type: application/json' \\
+    curl -X POST http://127.0.0.1:8000/orders \\
+         -H 'content-type: application/json' \\
          -d '{"item": "pizza", "quantity": 2}'
     curl http://127.0.0.1:8000/stats
 
-* ``POST /orders`` creates an order and sends the custom ``order_created`` signal.
+* ``POST /orders`` creates an order and sends the custom ``order_created``
+  signal.
 * Two receivers react to it: one "e-mails" a notification (logged), one updates
   counters.
 * A ``request_finished`` receiver logs the timing of every request.
@@ -32,7 +34,7 @@ from pydantic import BaseModel, Field
 
 log = logging.getLogger("demo")
 
-# -- the domain: orders, and a signal sent when one is created -------------------------
+# -- the domain: orders, and a signal sent when one is created -----------------
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,13 @@ stats: Counter[str] = Counter()
 _order_ids = count(1)
 
 
-# -- receivers: decoupled reactions to the signals -------------------------------------
+# -- receivers: decoupled reactions to the signals -----------------------------
 
 
 @receiver(order_created, sender=Shop)
-async def send_confirmation(sender: type[Shop], order: Order, **kwargs: Any) -> str:
+async def send_confirmation(
+    sender: type[Shop], order: Order, **kwargs: Any
+) -> str:
     await anyio.sleep(0.01)  # stands in for talking to a mail server
     log.info(
         "notification: order #%d (%d x %s) confirmed",
@@ -93,7 +97,7 @@ def log_timing(
     )
 
 
-# -- the web app -----------------------------------------------------------------------
+# -- the web app ---------------------------------------------------------------
 
 
 class NewOrder(BaseModel):
@@ -117,8 +121,14 @@ async def create_order(new: NewOrder) -> dict[str, Any]:
     order = Order(id=next(_order_ids), item=new.item, quantity=new.quantity)
     responses = await order_created.send(Shop, order=order)
     return {
-        "order": {"id": order.id, "item": order.item, "quantity": order.quantity},
-        "receivers": [f"{r.__name__}: {response!r}" for r, response in responses],
+        "order": {
+            "id": order.id,
+            "item": order.item,
+            "quantity": order.quantity,
+        },
+        "receivers": [
+            f"{r.__name__}: {response!r}" for r, response in responses
+        ],
     }
 
 

@@ -12,7 +12,9 @@ pizza_done = AsyncSignal(
 
 
 class PizzaStore:
-    async def send_pizza(self, toppings: list[str], size: str) -> list[tuple[Any, Any]]:
+    async def send_pizza(
+        self, toppings: list[str], size: str
+    ) -> list[tuple[Any, Any]]:
         return await pizza_done.send(PizzaStore, toppings=toppings, size=size)
 
 
@@ -44,7 +46,11 @@ async def main() -> None:
     except RuntimeError as exc:
         print("send() raised:", exc)
 
-    show(await pizza_done.send_robust(PizzaStore, toppings=["ham"], size="family"))
+    show(
+        await pizza_done.send_robust(
+            PizzaStore, toppings=["ham"], size="family"
+        )
+    )
     show(await pizza_done.gather(PizzaStore, toppings=["basil"], size="small"))
 
 
