@@ -79,12 +79,16 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = 
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-def _cell(row: DispatchRow | None) -> str:
+NBSP = "&nbsp;"
+
+
+def _cell(row: DispatchRow | None, joiner: str = NBSP) -> str:
+    """``2.81 µs (4.67x)``, kept on one line (or split where *joiner* says)."""
     if row is None:
         return ""
     if row.na is not None or row.ns is None:
         return "n/a"
-    return f"{fmt_ns(row.ns)} ({fmt_ratio(row.ratio)})"
+    return f"{fmt_ns(row.ns).replace(' ', NBSP)}{joiner}({fmt_ratio(row.ratio)})"
 
 
 def _main_python(results: Results) -> str:
@@ -254,7 +258,7 @@ def _dispatch_md(rows: list[DispatchRow], loop: LoopName, mode: Mode, kind: Kind
         cells = [f"**{name}**" if name == "asignals" else name]
         for n in counts:
             cell = next((r for r in block if r.impl == name and r.n == n), None)
-            cells.append(_cell(cell).replace(" (", "<br>("))
+            cells.append(_cell(cell, "<br>"))
         body.append(cells)
     title = f"**`{mode}` · {KIND_TITLES[kind]} · {loop}** (ratio to the {baseline})"
     return title + "\n\n" + md_table(["", *(f"N={n}" for n in counts)], body)
