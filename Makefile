@@ -32,11 +32,12 @@ help:
 	@echo "make clean       remove the virtualenvs and build output"
 
 # The dev and bench extras: test tools, servers and frameworks, and the peer libraries the
-# benchmarks compare against.
+# benchmarks compare against. Every virtualenv (.venv, .venv-3.x) installs the same.
+EXTRAS := dev,bench
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,7 +46,7 @@ install: $(STAMP)
 .venv-%/.installed-stamp: pyproject.toml
 	test -x .venv-$*/bin/python || $(call find_python,$*) -m venv .venv-$*
 	.venv-$*/bin/python -m pip install --quiet --upgrade pip
-	.venv-$*/bin/python -m pip install --quiet -e ".[dev,bench]"
+	.venv-$*/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 # wrk (Debian package) drives the ASGI benchmarks; without it that section says so.
