@@ -191,7 +191,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         footprint_receivers=1_000 if quick else 10_000,
         churn_cycles=10_000 if quick else 100_000,
         peers=not args.no_peers,
-        asgi_in_process_repeats=int(args.repeats or (3 if quick else 21)),
+        asgi_in_process_repeats=3 if quick else 41,
         other_pythons=list(args.also_python),
         other_loops=args.other_loops or ["asyncio"],
     )

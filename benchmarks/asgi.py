@@ -161,29 +161,39 @@ def _request_batch(app: Callable[..., Any]) -> Batch:
     return batch
 
 
+IN_PROCESS_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("noop", FLOOR, "signals_none", "basehttp"),
+    (FLOOR, "signals_async"),
+    (FLOOR, "signals_sync"),
+)
+"""Variants timed together, interleaved, each group with a bare app and the floor of its own.
+
+A group's variants may share the process's global signals: the receivers a variant
+connects are connected for the whole group, so a variant that must see no receivers
+(``signals_none``) is never grouped with one that connects some. The bare app, the no-op
+and the floor middleware send no signals, so connections do not change their cost.
+"""
+
+
 def _in_process(loop: str, settings: Settings, progress: Progress) -> list[InProcessRow]:
     """Time per request of every variant, called directly on *loop*: the overhead, noise-free.
 
-    Each variant is timed interleaved with a bare app of its own, so that its overhead is
-    a difference of two figures from the same rounds. Variants run one after another, not
-    all interleaved: their receivers are connected to the same global signals, so each
-    variant's are disconnected before the next is built.
+    Each group of :data:`IN_PROCESS_GROUPS` is timed interleaved with a bare app of its own,
+    so that a variant's overhead (its time minus the bare app's) and its ratio to the floor
+    middleware's overhead come from the same rounds. Between groups, every receiver is
+    disconnected again.
     """
     from . import asgi_app
 
-    rows: list[InProcessRow] = []
+    rows = {variant: InProcessRow(loop, variant, VARIANTS[variant]) for variant in VARIANTS}
     bare_samples: list[float] = []
     try:
-        for variant, description in VARIANTS.items():
-            progress.step(f"{loop} {variant} in process")
-            row = InProcessRow(loop, variant, description)
-            rows.append(row)
-            if variant == BASELINE:
-                continue
-            batches = {
-                "bare": _request_batch(asgi_app.FACTORIES[BASELINE]()),
-                "variant": _request_batch(asgi_app.FACTORIES[variant]()),
-            }
+        for group in IN_PROCESS_GROUPS:
+            for variant in group:
+                if variant != FLOOR or rows[FLOOR].ns is None:
+                    progress.step(f"{loop} {variant} in process")
+            names = (BASELINE, *group)
+            batches = {name: _request_batch(asgi_app.FACTORIES[name]()) for name in names}
 
             async def main(
                 batches: dict[str, Batch] = batches,
@@ -196,28 +206,34 @@ def _in_process(loop: str, settings: Settings, progress: Progress) -> list[InPro
 
             outcome = run_on_loop(cast(LoopName, loop), main)
             asgi_app.disconnect_all()
-            bare, measured = outcome["bare"], outcome["variant"]
-            if isinstance(measured, NotApplicable):
-                row.na = measured.reason
-            elif isinstance(bare, NotApplicable):
-                row.na = f"the bare app: {bare.reason}"
-            else:
+            bare = outcome[BASELINE]
+            if isinstance(bare, NotApplicable):
+                for variant in group:
+                    rows[variant].na = rows[variant].na or f"the bare app: {bare.reason}"
+                continue
+            bare_samples.append(bare.best_ns)
+            floor = outcome.get(FLOOR)
+            floor_overhead = floor.best_ns - bare.best_ns if isinstance(floor, Timing) else None
+            for variant in group:
+                measured, row = outcome[variant], rows[variant]
+                if variant == FLOOR and row.ns is not None:
+                    continue  # the floor's own row comes from the first group
+                if isinstance(measured, NotApplicable):
+                    row.na = measured.reason
+                    continue
                 row.ns, row.bare_ns = measured.best_ns, bare.best_ns
                 row.ratio = row.ns / row.bare_ns
                 row.overhead_ns = row.ns - row.bare_ns
-                bare_samples.append(bare.best_ns)
+                if floor_overhead:
+                    row.overhead_ratio = row.overhead_ns / floor_overhead
     finally:
         asgi_app.disconnect_all()
+    progress.advance(1)  # the bare app, timed within every group
     if bare_samples:
-        rows[0].ns = rows[0].bare_ns = min(bare_samples)
-        rows[0].ratio, rows[0].overhead_ns = 1.0, 0.0
-    floor = next((row for row in rows if row.variant == FLOOR and row.overhead_ns), None)
-    for row in rows:
-        if row.variant == BASELINE:
-            continue
-        if floor is not None and floor.overhead_ns and row.overhead_ns is not None:
-            row.overhead_ratio = row.overhead_ns / floor.overhead_ns
-    return rows
+        base = rows[BASELINE]
+        base.ns = base.bare_ns = min(bare_samples)
+        base.ratio, base.overhead_ns = 1.0, 0.0
+    return list(rows.values())
 
 
 def _run_loop(

@@ -197,8 +197,9 @@ def machine(results: Results) -> str:
         f" (every section) and {', '.join(others)} (dispatch, asyncio)" if others else ""
     )
     return (
-        f"Measured {system['date']} on {system['cpu']} ({system['cpus']}), "
-        f"{system['platform']}; {pythons}. Loops: {system['loops']}. asignals "
+        f"Measured {system['date']} on {system['cpu']} ({system['cpus']}; load average "
+        f"{system.get('load', 'unknown')} at the start, on a machine shared with other "
+        f"work), {system['platform']}; {pythons}. Loops: {system['loops']}. asignals "
         f"{system['asignals']}. Peers: {system['peers']}."
     )
 
