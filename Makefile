@@ -22,7 +22,7 @@ help:
 	@echo "make test        lint, type-check, run the tests with coverage (and again on the"
 	@echo "                 newest Python found), build the docs, smoke-run the benchmarks"
 	@echo "make test-pythons  the tests on every other Python 3.12+ found (pyenv or PATH)"
-	@echo "make bench       run the benchmark suite (asignals against its peers, ~10 min;"
+	@echo "make bench       run the benchmark suite (asignals against its peers, 10-15 min;"
 	@echo "                 dispatch also on every other Python 3.12+ found)"
 	@echo "                 BENCH_ARGS='--quick' or 'dispatch --loops asyncio' to narrow it"
 	@echo "make bench-docs  write the last make bench run into docs/performance.md and README.md"

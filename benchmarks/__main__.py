@@ -19,7 +19,7 @@ from typing import cast
 from . import asgi, dispatch, markdown, memory, pythons, report, targets
 from ._model import LOOPS, LoopName, Results, Settings
 from ._progress import Progress
-from ._system import describe
+from ._system import describe, load_average
 from ._timing import STATISTIC, loop_unavailable
 
 SECTIONS = ("dispatch", "asgi", "memory")
@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             emit(report.format_memory(results))
     finally:
         progress.close()
+    results.system["load_end"] = load_average()
     results.targets = targets.evaluate(results)
     _emit(report.format_summary(results) if settings.quick else report.format_targets(results))
     return _write_outputs(args, results)

@@ -14,6 +14,7 @@ better.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from ._model import (
     Mode,
     Results,
 )
+from ._wrk import BUSY_CORES
 from .dispatch import FLOOR, HAND_LOOP, RAW_TASK_GROUP, lookup
 from .report import fmt_ns, fmt_ratio, python_label, pythons_side_by_side
 
@@ -56,14 +58,17 @@ WIDTH = 90
 
 def wrap(text: str, indent: str = "") -> str:
     """A paragraph (or, with *indent*, a list item) wrapped as the hand-written docs are."""
-    return textwrap.fill(
-        text,
+    # Spaces inside `code spans` are held as placeholders, so no span breaks across lines.
+    held = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", "\0"), text)
+    wrapped = textwrap.fill(
+        held,
         WIDTH,
         initial_indent=indent,
         subsequent_indent=" " * len(indent),
         break_long_words=False,
         break_on_hyphens=False,
     )
+    return wrapped.replace("\0", " ")
 
 
 def bullets(lines: Sequence[str]) -> list[str]:
@@ -79,7 +84,7 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = 
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-NBSP = "&nbsp;"
+NBSP = "\u00a0"  # a no-break space: the cell stays on one line, the source stays readable
 
 
 def _cell(row: DispatchRow | None, joiner: str = NBSP) -> str:
@@ -185,7 +190,8 @@ def gather_lines(results: Results, loop: LoopName = "asyncio") -> list[str]:
                 figures.append(f"{fmt_ratio(row.ratio)} ({python_label(python)})")
         if figures:
             lines.append(
-                f"`gather` to {what}: {', '.join(figures)} a raw `asyncio.TaskGroup` ({loop})."
+                f"`gather` to {what} takes {', '.join(figures)} the time of a raw "
+                f"`asyncio.TaskGroup` ({loop})."
             )
     return lines
 
@@ -198,9 +204,22 @@ def machine(results: Results) -> str:
     )
     return (
         f"Measured {system['date']} on {system['cpu']} ({system['cpus']}; load average "
-        f"{system.get('load', 'unknown')} at the start, on a machine shared with other "
-        f"work), {system['platform']}; {pythons}. Loops: {system['loops']}. asignals "
+        f"{system.get('load', 'unknown')} at the start"
+        + (f" and {system['load_end']} at the end" if "load_end" in system else "")
+        + f", on a machine shared with other work{_busy(results)}), {system['platform']}; "
+        f"{pythons}. "
+        f"Loops: {system['loops']}. asignals "
         f"{system['asignals']}. Peers: {system['peers']}."
+    )
+
+
+def _busy(results: Results) -> str:
+    busy = max((row.other_cores or 0.0 for row in results.asgi), default=0.0)
+    if busy <= BUSY_CORES:
+        return ""
+    return (
+        f"; other processes used up to {busy:.2f} cores during the load runs, so these "
+        "figures carry that noise"
     )
 
 
@@ -240,9 +259,14 @@ def _send_on_pythons(results: Results) -> str:
         coro = lookup(rows, "asyncio", "send", "async", 100, "asignals")
         if sync and coro and sync.ratio and coro.ratio:
             figures.append(
-                f"{python_label(python)} {fmt_ratio(sync.ratio)} / {fmt_ratio(coro.ratio)}"
+                f"{fmt_ratio(sync.ratio)} / {fmt_ratio(coro.ratio)} on {python_label(python)}"
             )
-    return "`send` to 100 sync / coroutine receivers costs " + ", ".join(figures) + " the floor"
+    if not figures:
+        return "`send` to 100 receivers: not measured on every Python"
+    return (
+        f"`send` to 100 sync / coroutine receivers takes {figures[0]} the time of the "
+        f"strict floor" + "".join(f", {figure}" for figure in figures[1:])
+    )
 
 
 def _dispatch_md(rows: list[DispatchRow], loop: LoopName, mode: Mode, kind: Kind) -> str:

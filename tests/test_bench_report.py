@@ -122,7 +122,7 @@ def test_results_are_written_between_the_markers_only(tmp_path: Path) -> None:
     assert text.startswith("# Performance\n\nby hand\n\n" + begin)
     assert text.endswith(end + "\n\nafter\n")
     assert "old figures" not in text
-    assert "420&nbsp;ns&nbsp;(3.00x)" in text
+    assert "420\u00a0ns\u00a0(3.00x)" in text
     assert "Lower is better" in text
 
 
