@@ -258,14 +258,14 @@ def _send_on_pythons(results: Results) -> str:
         sync = lookup(rows, "asyncio", "send", "sync", 100, "asignals")
         coro = lookup(rows, "asyncio", "send", "async", 100, "asignals")
         if sync and coro and sync.ratio and coro.ratio:
-            figures.append(
-                f"{fmt_ratio(sync.ratio)} / {fmt_ratio(coro.ratio)} on {python_label(python)}"
-            )
+            figures.append((f"{fmt_ratio(sync.ratio)} / {fmt_ratio(coro.ratio)}", python))
     if not figures:
         return "`send` to 100 receivers: not measured on every Python"
+    (first, first_python), *rest = figures
     return (
-        f"`send` to 100 sync / coroutine receivers takes {figures[0]} the time of the "
-        f"strict floor" + "".join(f", {figure}" for figure in figures[1:])
+        f"`send` to 100 sync / coroutine receivers takes {first} the time of the strict "
+        f"floor on {python_label(first_python)}"
+        + "".join(f", {ratios} on {python_label(python)}" for ratios, python in rest)
     )
 
 
