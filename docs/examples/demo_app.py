@@ -2,12 +2,15 @@
 
 Run it with ``make demo`` and open http://127.0.0.1:8000, or::
 
-    curl -X POST http://127.0.0.1:8000/orders -H 'content-type: application/json' \\
+    curl -X POST http://127.0.0.1:8000/orders \\
+         -H 'content-type: application/json' \\
          -d '{"item": "pizza", "quantity": 2}'
     curl http://127.0.0.1:8000/stats
 
-* ``POST /orders`` creates an order and sends the custom ``order_created`` signal.
-* Two receivers react to it: one "e-mails" a notification (logged), one updates counters.
+* ``POST /orders`` creates an order and sends the custom ``order_created``
+  signal.
+* Two receivers react to it: one "e-mails" a notification (logged), one updates
+  counters.
 * A ``request_finished`` receiver logs the timing of every request.
 * ``GET /stats`` shows the counters; ``GET /`` is a small page with a button.
 """
@@ -32,7 +35,7 @@ from asignals.asgi import SignalMiddleware
 
 log = logging.getLogger("demo")
 
-# -- the domain: orders, and a signal sent when one is created ----------------------------
+# -- the domain: orders, and a signal sent when one is created -----------------
 
 
 @dataclass(frozen=True)
@@ -46,18 +49,27 @@ class Shop:
     """The sender of ``order_created``: receivers may filter on it."""
 
 
-order_created = AsyncSignal("order_created", doc="Sent with order=... after an order is saved.")
+order_created = AsyncSignal(
+    "order_created", doc="Sent with order=... after an order is saved."
+)
 stats: Counter[str] = Counter()
 _order_ids = count(1)
 
 
-# -- receivers: decoupled reactions to the signals ----------------------------------------
+# -- receivers: decoupled reactions to the signals -----------------------------
 
 
 @receiver(order_created, sender=Shop)
-async def send_confirmation(sender: type[Shop], order: Order, **kwargs: Any) -> str:
+async def send_confirmation(
+    sender: type[Shop], order: Order, **kwargs: Any
+) -> str:
     await anyio.sleep(0.01)  # stands in for talking to a mail server
-    log.info("notification: order #%d (%d x %s) confirmed", order.id, order.quantity, order.item)
+    log.info(
+        "notification: order #%d (%d x %s) confirmed",
+        order.id,
+        order.quantity,
+        order.item,
+    )
     stats["notifications_sent"] += 1
     return f"mailed confirmation for order #{order.id}"
 
@@ -70,13 +82,23 @@ def count_order(sender: Any, order: Order, **kwargs: Any) -> None:
 
 @receiver(request_finished)
 def log_timing(
-    sender: Any, scope: dict[str, Any], status_code: int | None, duration: float, **kwargs: Any
+    sender: Any,
+    scope: dict[str, Any],
+    status_code: int | None,
+    duration: float,
+    **kwargs: Any,
 ) -> None:
     stats["requests"] += 1
-    log.info("%s %s -> %s in %.1f ms", scope["method"], scope["path"], status_code, duration * 1e3)
+    log.info(
+        "%s %s -> %s in %.1f ms",
+        scope["method"],
+        scope["path"],
+        status_code,
+        duration * 1e3,
+    )
 
 
-# -- the web app ----------------------------------------------------------------------------
+# -- the web app ---------------------------------------------------------------
 
 
 class NewOrder(BaseModel):
@@ -100,8 +122,14 @@ async def create_order(new: NewOrder) -> dict[str, Any]:
     order = Order(id=next(_order_ids), item=new.item, quantity=new.quantity)
     responses = await order_created.send(Shop, order=order)
     return {
-        "order": {"id": order.id, "item": order.item, "quantity": order.quantity},
-        "receivers": [f"{r.__name__}: {response!r}" for r, response in responses],
+        "order": {
+            "id": order.id,
+            "item": order.item,
+            "quantity": order.quantity,
+        },
+        "receivers": [
+            f"{r.__name__}: {response!r}" for r, response in responses
+        ],
     }
 
 
@@ -118,11 +146,15 @@ async def home() -> str:
 <pre id="out">Press the button: order_created is sent, its receivers run.</pre>
 <script>
 async function order() {
-  const r = await fetch('/orders', {method: 'POST', headers: {'content-type': 'application/json'},
-                                    body: JSON.stringify({item: 'pizza', quantity: 1})});
+  const r = await fetch('/orders', {
+    method: 'POST',
+    headers: {'content-type': 'application/json'},
+    body: JSON.stringify({item: 'pizza', quantity: 1}),
+  });
   const created = await r.json();
   const stats = await (await fetch('/stats')).json();
-  document.getElementById('out').textContent = JSON.stringify({created, stats}, null, 2);
+  const out = document.getElementById('out');
+  out.textContent = JSON.stringify({created, stats}, null, 2);
 }
 </script>"""
 
