@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help install wrk lint typecheck pytest docs-build bench-smoke test test-pythons bench docs demo clean
+.PHONY: help install wrk postgres lint typecheck pytest docs-build bench-smoke test test-pythons bench docs demo clean
 
 help:
 	@echo "make test        lint, type-check, run the tests with coverage, build the docs,"
@@ -34,6 +34,13 @@ wrk:
 	  || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; } \
 	  || echo "wrk could not be installed: the ASGI load runs will be skipped"
 
+# The PostgreSQL server (Debian package) for the asignals.sqlalchemy tests, which start a
+# throwaway cluster of their own; without it those tests are skipped and say so.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; } \
+	  || echo "postgresql could not be installed: the PostgreSQL tests will be skipped"
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -41,7 +48,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) postgres
 	$(BIN)/pytest --cov --cov-report=term-missing
 
 docs-build: $(STAMP)
