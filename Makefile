@@ -85,4 +85,4 @@ demo: $(STAMP)
 	$(BIN)/uvicorn --app-dir docs/examples demo_app:app --host 127.0.0.1 --port 8000
 
 clean:
-	rm -rf $(VENV) .venv-3.* site bench-results .coverage .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* site bench-results demo-shop.db .coverage .mypy_cache .pytest_cache .ruff_cache
