@@ -690,19 +690,29 @@ def _send_after_commit(signal: AsyncSignal, sender: type, **payload: Any) -> Non
 
 
 def _deliver(frame: Frame) -> None:
-    """Send the post_* signals for a committed transaction; never raise into commit()."""
+    """Send the post_* signals for a committed transaction; never raise into commit().
+
+    Receivers' own exceptions are logged by ``send_robust``. What is caught here is a send
+    that could not start (coroutine receivers of a sync Session used on the event loop's
+    own thread): logged once per commit, with the number of objects it hit.
+    """
+    failed: list[tuple[Record, Exception]] = []
     for record in frame.deliverable():
         try:
             _deliver_one(record)
-        except Exception as exc:  # e.g. coroutine receivers of a sync session on the loop
-            logger.error(
-                "asignals.sqlalchemy: could not deliver the signals for %r after the commit: "
-                "%s: %s",
-                record.instance,
-                type(exc).__name__,
-                exc,
-                exc_info=exc,
-            )
+        except Exception as exc:
+            failed.append((record, exc))
+    if failed:
+        record, exc = failed[0]
+        logger.error(
+            "asignals.sqlalchemy: could not deliver the model signals of %d object(s) after "
+            "the commit, first %r: %s: %s",
+            len(failed),
+            record.instance,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
 
 
 def _deliver_one(record: Record) -> None:

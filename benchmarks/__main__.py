@@ -1,6 +1,6 @@
-"""``python -m benchmarks [dispatch] [asgi] [memory] [--quick] [--json FILE] [--plot FILE]``.
+"""``python -m benchmarks [dispatch] [asgi] [memory] [orm] [--quick] [--json FILE] [--plot FILE]``.
 
-Runs the named sections (all three by default), printing each table as it finishes, then
+Runs the named sections (all of them by default), printing each table as it finishes, then
 the performance targets. Exits 0 whatever the numbers say: it measures, it does not gate.
 Sections or peers that cannot run here (wrk or a library missing) are reported as skipped
 or n/a, with the reason and the command that installs what is missing.
@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from . import asgi, dispatch, memory, report, targets
+from . import asgi, dispatch, memory, orm, report, targets
 from ._model import LOOPS, LoopName, Results, Settings
 from ._progress import Progress
 from ._system import describe
 from ._timing import STATISTIC, loop_unavailable
 
-SECTIONS = ("dispatch", "asgi", "memory")
+SECTIONS = ("dispatch", "asgi", "memory", "orm")
 
 
 def _loops(text: str) -> list[LoopName]:
@@ -167,6 +167,8 @@ def _work_units(settings: Settings) -> int:
         units += asgi.work_units(settings)
     if "memory" in settings.sections:
         units += memory.work_units(settings)
+    if "orm" in settings.sections:
+        units += orm.work_units(settings)
     return units
 
 
@@ -223,10 +225,23 @@ def main(argv: list[str] | None = None) -> int:
             results.footprint, results.churn, results.memory_notes = memory.run(settings, progress)
             progress.close()
             _emit(report.format_memory(results))
+        orm_rows: list[orm.OrmRow] = []
+        if "orm" in settings.sections:
+            progress.section("orm")
+            missing = orm.unavailable()
+            if missing is None:
+                orm_rows = orm.run(settings, progress.step)
+                progress.close()
+                _emit(orm.format_rows(orm_rows))
+            else:
+                results.skipped["orm"] = missing
+                print(f"orm section skipped: {missing}", file=sys.stderr)
     finally:
         progress.close()
     results.targets = targets.evaluate(results)
     _emit(report.format_targets(results))
+    for line in orm.format_targets(orm_rows):
+        _emit(line)
     if args.json is not None:
         report.write_json(results, args.json)
         print(f"JSON written to {args.json}", file=sys.stderr)
