@@ -44,8 +44,7 @@ try:
     from sqlalchemy import event
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
     from sqlalchemy.orm import Mapper, Session, sessionmaker
-    from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE
-    from sqlalchemy.orm.base import NO_VALUE
+    from sqlalchemy.orm.base import NO_VALUE, PassiveFlag
     from sqlalchemy.orm.interfaces import MANYTOONE
     from sqlalchemy.orm.session import SessionTransaction
     from sqlalchemy.orm.state import InstanceState
@@ -462,7 +461,7 @@ def _primary_key(instance: Any) -> Any:
 
 def _m2m_history(state: InstanceState[Any], attribute: str) -> tuple[list[Any], list[Any], bool]:
     """(added, removed, now empty) for a collection, as the coming or current flush sees it."""
-    history = state.get_history(attribute, PASSIVE_NO_INITIALIZE)
+    history = state.get_history(attribute, PassiveFlag.PASSIVE_NO_INITIALIZE)
     added = list(history.added or ())
     removed = list(history.deleted or ())
     return added, removed, not added and not history.unchanged
@@ -703,15 +702,15 @@ def _deliver(frame: Frame) -> None:
         except Exception as exc:
             failed.append((record, exc))
     if failed:
-        record, exc = failed[0]
+        first, error = failed[0]
         logger.error(
             "asignals.sqlalchemy: could not deliver the model signals of %d object(s) after "
             "the commit, first %r: %s: %s",
             len(failed),
-            record.instance,
-            type(exc).__name__,
-            exc,
-            exc_info=exc,
+            first.instance,
+            type(error).__name__,
+            error,
+            exc_info=error,
         )
 
 

@@ -103,9 +103,9 @@ def run(settings: Settings, step: Callable[[str], None]) -> list[OrmRow]:
                 session.commit()
                 objects[name] = objs
 
-            def commits(name: str, by_hand: bool = False) -> Callable[[int], None]:
-                session, objs = sessions[name], objects[name]
-
+            def commits(
+                session: Session, objs: list[Any], by_hand: bool = False
+            ) -> Callable[[int], None]:
                 def batch(k: int) -> None:
                     for _ in range(k):
                         for obj in objs:
@@ -125,13 +125,16 @@ def run(settings: Settings, step: Callable[[str], None]) -> list[OrmRow]:
 
                 return batch
 
-            batches = {"untracked": commits("untracked"), "tracked": commits("tracked")}
+            batches = {
+                "untracked": commits(sessions["untracked"], objects["untracked"]),
+                "tracked": commits(sessions["tracked"], objects["tracked"]),
+            }
             timings = _measure(batches, target_ns, repeats)
             post_save.connect(on_save, sender=Row)
             try:
                 batches_with = {
-                    "by hand": commits("by hand", by_hand=True),
-                    "post_save": commits("post_save"),
+                    "by hand": commits(sessions["by hand"], objects["by hand"], by_hand=True),
+                    "post_save": commits(sessions["post_save"], objects["post_save"]),
                 }
                 timings_with = _measure(batches_with, target_ns, repeats)
             finally:

@@ -13,6 +13,7 @@ from types import ModuleType
 import httpx
 import pytest
 import sqlalchemy
+from _servers import Postgres
 from asgi_apps import serving
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
@@ -48,11 +49,12 @@ def demo_database(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> str:
     """Points the demo's DATABASE_URL at a fresh database; returns the event loop to use."""
-    database, loop = request.param.split("-")
+    param: str = request.param
+    database, loop = param.split("-")
     if database == "sqlite":
         monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}")
     else:
-        server = request.getfixturevalue("postgres")
+        server: Postgres = request.getfixturevalue("postgres")
         admin = sqlalchemy.create_engine(server.url("psycopg"), isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.execute(sqlalchemy.text("DROP DATABASE IF EXISTS demo_shop"))
