@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("asignals")
-R = TypeVar("R", bound=Callable[..., Any])
+_R = TypeVar("_R", bound=Callable[..., Any])
 
 
 # -- the signals ----------------------------------------------------------------------------
@@ -84,14 +84,14 @@ class _ModelSignal(AsyncSignal):
 
     def connect(
         self,
-        receiver: R,
+        receiver: _R,
         sender: Any = None,
         *,
         weak: bool = True,
         dispatch_uid: Hashable | None = None,
         to_thread: bool = False,
         timeout: float | None = None,
-    ) -> R:
+    ) -> _R:
         options = {
             "weak": weak,
             "dispatch_uid": dispatch_uid,
@@ -284,17 +284,17 @@ _lazy = _LazySenders()
 
 # -- tracking: which sessions send ------------------------------------------------------------
 
-Target = Any
+_Target = Any
 """What `track` accepts: a Session class, a sessionmaker, an async_sessionmaker, an
 AsyncSession class (``None``: every Session)."""
 
-_tracked: dict[int, tuple[Target, type[Session], Callable[[], None]]] = {}
+_tracked: dict[int, tuple[_Target, type[Session], Callable[[], None]]] = {}
 # id(target) -> (target, the Session class listened on, undo of any patch)
 _listened: set[type[Session]] = set()
 _track_lock = threading.Lock()
 
 
-def track(target: Target = None) -> None:
+def track(target: _Target = None) -> None:
     """Make sessions send the model signals: every Session, or those of *target*.
 
     Idempotent: tracking the same target twice is tracking it once, and a session is never
@@ -322,7 +322,7 @@ def track(target: Target = None) -> None:
         _relisten()
 
 
-def untrack(target: Target = None) -> None:
+def untrack(target: _Target = None) -> None:
     """Undo exactly what ``track(target)`` did (nothing if it is not tracked).
 
     Example:
@@ -340,7 +340,7 @@ def untrack(target: Target = None) -> None:
         _relisten()
 
 
-def _session_class_of(target: Target) -> tuple[type[Session], Callable[[], None]]:
+def _session_class_of(target: _Target) -> tuple[type[Session], Callable[[], None]]:
     """The Session class whose events follow *target*, and how to undo any patch made."""
 
     def nothing() -> None:
