@@ -8,9 +8,12 @@ from ._builtins import request_finished as request_finished
 from ._builtins import request_started as request_started
 from ._signal import AsyncSignal as AsyncSignal
 from ._signal import receiver as receiver
+from ._typed import TypedSignal as TypedSignal
+from ._typed import signal as signal
 
 __all__ = [
     "AsyncSignal",
+    "TypedSignal",
     "app_started",
     "app_stopping",
     "autodiscover",
@@ -18,9 +21,10 @@ __all__ = [
     "receiver",
     "request_finished",
     "request_started",
+    "signal",
 ]
 
 # Show users `asignals.AsyncSignal`, not the private module it is defined in.
-for _name in ("AsyncSignal", "autodiscover", "receiver"):
+for _name in ("AsyncSignal", "TypedSignal", "autodiscover", "receiver", "signal"):
     globals()[_name].__module__ = __name__
 del _name

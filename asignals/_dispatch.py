@@ -42,7 +42,7 @@ def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> None
     logger.error(
         "Receiver %s of signal %r raised %s",
         describe(receiver),
-        signal.name,
+        signal.label,
         type(exc).__name__,
         exc_info=exc,
     )

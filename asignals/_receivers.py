@@ -110,6 +110,44 @@ def accepts_var_keyword(receiver: Receiver) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
 
 
+# Senders of these exact types are matched by value, as blinker does: two equal strings
+# built in different modules are one sender. They are immutable and cannot be weakly
+# referenced, so identity would be an accident of interning. Subclasses (IntEnum and
+# StrEnum members, say) keep identity semantics, like every other object.
+_VALUE_TYPES: Final = frozenset({str, bytes, int, bool, float, complex})
+
+
+def is_value_sender(sender: object) -> bool:
+    """Whether *sender* is matched by value: a str, bytes or number, or a tuple of those."""
+    if type(sender) is tuple:
+        return all(is_value_sender(item) for item in sender)
+    return type(sender) in _VALUE_TYPES
+
+
+SenderKey = Hashable
+"""How plans and connections file a sender: ``id(sender)``, or ``(type, value)`` for a
+sender matched by value (a tuple never equals an int, so the two kinds cannot collide)."""
+
+
+def sender_key(sender: object) -> SenderKey:
+    """The key of *sender* (``None``, every sender, is never filed under a key)."""
+    return _value_key(sender) if is_value_sender(sender) else id(sender)
+
+
+def _value_key(value: object) -> SenderKey:
+    # The type is part of the key, also inside tuples: True == 1, but they are two senders.
+    if type(value) is tuple:
+        return (tuple, tuple(_value_key(item) for item in value))
+    return (type(value), value)
+
+
+def same_sender(connected: object, sender: object) -> bool:
+    """Whether a send from *sender* is a send from *connected* (value or identity)."""
+    if connected is sender:
+        return True
+    return is_value_sender(connected) and sender_key(connected) == sender_key(sender)
+
+
 def make_ref(obj: Any, weak: bool, on_death: Callable[[Any], None] | None) -> Ref:
     """Reference *obj* weakly (bound methods through ``WeakMethod``) or strongly.
 
@@ -177,7 +215,7 @@ def lookup_key(receiver: Receiver | None, sender: Any, dispatch_uid: Hashable | 
         who = (id(receiver.__func__), id(receiver.__self__))  # see same_target()
     else:
         who = id(receiver)
-    return (who, None if sender is None else id(sender))
+    return (who, None if sender is None else sender_key(sender))
 
 
 class Connection:
@@ -189,7 +227,7 @@ class Connection:
         "entry",
         "key",
         "ref",
-        "sender_id",
+        "sender_key",
         "sender_ref",
         "weak_refs",
     )
@@ -205,8 +243,8 @@ class Connection:
         self.key = key  # lookup_key() of the connect() call
         self.ref = ref
         self.sender_ref = sender_ref  # None: any sender
-        # The sender's id, still known once the sender is gone (its plan is filed under it).
-        self.sender_id = None if sender_ref is None else id(sender_ref())
+        # The sender's key, still known once the sender is gone (its plan is filed under it).
+        self.sender_key = None if sender_ref is None else sender_key(sender_ref())
         self.weak_refs = tuple(r for r in (ref, sender_ref) if isinstance(r, weakref.ref))
         self.dispatch_uid = dispatch_uid
         self.entry: Entry = (ref, call)  # what a plan holds for this receiver
@@ -219,7 +257,7 @@ class Connection:
         """Connected for exactly this sender (``None``: connected for any sender)."""
         if sender is None:
             return self.sender_ref is None
-        return self.sender_ref is not None and self.sender_ref() is sender
+        return self.sender_ref is not None and same_sender(self.sender_ref(), sender)
 
     def matches(self, receiver: Receiver | None, dispatch_uid: Hashable | None) -> bool:
         """Same receiver (by identity) or same ``dispatch_uid``; dead ones never match."""

@@ -4,32 +4,49 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Hashable, Iterable
-from typing import Any, Protocol, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
+from typing_extensions import ParamSpec
+
+from . import _sync
 from ._dispatch import Plan, Responses, loop_for, loops, run_concurrently
 from ._receivers import (
     Connection,
     Entry,
     Receiver,
     Ref,
+    SenderKey,
     accepts_var_keyword,
     describe,
     is_coroutine_callable,
+    is_value_sender,
     lookup_key,
     make_call,
     make_ref,
     same_target,
+    sender_key,
     strong_ref,
 )
 
-R = TypeVar("R", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from ._typed import TypedSignal
 
-Plans = tuple[Plan, dict[int, tuple[Ref, Plan]]]
+R = TypeVar("R", bound=Callable[..., Any])
+T = TypeVar("T")
+Q = ParamSpec("Q")
+
+P = ParamSpec("P", default=...)
+"""The payload of a typed signal (see `asignals.signal`); any payload when not given."""
+
+Plans = tuple[Plan, dict[SenderKey, tuple[Ref, Plan]]]
 """The plan for any sender, and the plans of the senders that have their own connections,
-by ``id(sender)`` next to a reference that proves the id still means that sender."""
+by `sender_key()` next to a reference that proves an ``id()`` key still means that
+sender."""
 
 
 class SendHook(Protocol):
@@ -42,14 +59,17 @@ class SendHook(Protocol):
         ...
 
 
-class AsyncSignal:
-    """A named event that async code can ``await`` receivers for.
+class AsyncSignal(Generic[P]):
+    """An event that async code can ``await`` receivers for.
 
     Receivers are called as ``receiver(signal=signal, sender=sender, **payload)``, in the
     order they were connected, sync and coroutine receivers alike.
 
     Args:
-        name: Shown in ``repr()``, log records and error messages.
+        name: Shown in ``repr()``, log records and error messages. Optional, as with
+            Django's ``Signal()``: an unnamed signal is shown by the module variable it is
+            assigned to (``shop.signals.order_paid``), or else by the module and line
+            that created it.
         max_concurrency: At most this many receivers run at once in one ``gather`` or
             ``gather_robust`` call (``None``: no limit). Sequential sends ignore it.
         doc: What the signal means and which payload it carries, for humans.
@@ -66,24 +86,33 @@ class AsyncSignal:
         ```
     """
 
+    name: str | None
+    """The name given to the constructor (``None`` for an unnamed signal)."""
+
     def __init__(
-        self, name: str, *, max_concurrency: int | None = None, doc: str | None = None
+        self,
+        name: str | None = None,
+        *,
+        max_concurrency: int | None = None,
+        doc: str | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"AsyncSignal() needs a non-empty string name, got {name!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(
+                f"AsyncSignal(): the name must be a non-empty string or left out, got {name!r}"
+            )
+        self.name = name
+        self._origin = _origin(self) if name is None else None
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
         ):
             raise TypeError(
-                f"AsyncSignal({name!r}): max_concurrency must be an int or None, "
-                f"got {max_concurrency!r}"
+                f"{self!r}: max_concurrency must be an int or None, got {max_concurrency!r}"
             )
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(
-                f"AsyncSignal({name!r}): max_concurrency must be at least 1 (or None for no "
-                f"limit), got {max_concurrency}"
+                f"{self!r}: max_concurrency must be at least 1 (or None for no limit), "
+                f"got {max_concurrency}"
             )
-        self.name = name
         self._max_concurrency = max_concurrency
         self.__doc__ = doc
         # Writers (connect, disconnect, pruning) hold the lock and publish new immutable
@@ -98,8 +127,38 @@ class AsyncSignal:
         self._hook: SendHook | None = None
         self._on_death = _death_callback(self)
 
+    @property
+    def label(self) -> str:
+        """How messages and logs name this signal: its name, or for an unnamed signal the
+        module variable holding it (``shop.signals.order_paid``), or else where it was
+        created (``shop.signals:12``)."""
+        if self.name is not None:
+            return self.name
+        assert self._origin is not None
+        module, line = self._origin
+        namespace = getattr(sys.modules.get(module), "__dict__", {})
+        for variable, value in list(namespace.items()):
+            if value is self:
+                return f"{module}.{variable}"
+        return f"{module}:{line}"
+
+    @cached_property
+    def _coroutine_names(self) -> tuple[str, str, str, str]:
+        """The names the coroutine of each send mode carries, so that a forgotten ``await``
+        warns about ``order_paid.send`` (computed at the first send: by then an unnamed
+        signal has been assigned to its variable)."""
+        label = self.label
+        return (
+            f"{label}.send",
+            f"{label}.send_robust",
+            f"{label}.gather",
+            f"{label}.gather_robust",
+        )
+
     def __repr__(self) -> str:
-        return f"<AsyncSignal {self.name!r}>"
+        if self.name is not None:
+            return f"<AsyncSignal {self.name!r}>"
+        return f"<AsyncSignal {self.label}>"
 
     @property
     def max_concurrency(self) -> int | None:
@@ -247,31 +306,29 @@ class AsyncSignal:
 
     # -- sending ------------------------------------------------------------------------
     # Each send method is a plain function returning the loop's coroutine, so a send
-    # creates one coroutine, not two; `await signal.send(...)` reads the same.
+    # creates one coroutine, not two; `await signal.send(...)` reads the same. The payload
+    # is typed by P: a typed signal (`asignals.signal`) checks it, an untyped one takes any.
 
-    def send(
-        self, sender: Any = None, /, *args: Any, **named: Any
-    ) -> Coroutine[Any, Any, Responses]:
+    def send(self, /, *args: P.args, **payload: P.kwargs) -> Coroutine[Any, Any, Responses]:
         """Call the receivers one after another; the first exception propagates at once.
 
-        Returns ``[(receiver, response), ...]`` in connection order. Receivers are called
-        as ``receiver(signal=self, sender=sender, **payload)``.
+        Called as ``send(sender, **payload)``. Returns ``[(receiver, response), ...]`` in
+        connection order. Receivers are called as
+        ``receiver(signal=self, sender=sender, **payload)``.
 
         Raises:
             TypeError: When called (before the await): a positional payload item, a payload
                 item named ``signal``, or the sender given both positionally and by name.
-                The same holds for the other three send methods.
+                The same holds for every other send method.
 
         Example:
             ```python
             results = await order_paid.send(Shop, order=order)
             ```
         """
-        return self._start(False, False, sender, args, named)
+        return self._start(0, args, payload)
 
-    def send_robust(
-        self, sender: Any = None, /, *args: Any, **named: Any
-    ) -> Coroutine[Any, Any, Responses]:
+    def send_robust(self, /, *args: P.args, **payload: P.kwargs) -> Coroutine[Any, Any, Responses]:
         """Like `send`, but an `Exception` becomes that receiver's response.
 
         Each such exception (traceback attached) is logged to the `asignals` logger and
@@ -285,11 +342,9 @@ class AsyncSignal:
                     ...
             ```
         """
-        return self._start(False, True, sender, args, named)
+        return self._start(1, args, payload)
 
-    def gather(
-        self, sender: Any = None, /, *args: Any, **named: Any
-    ) -> Coroutine[Any, Any, Responses]:
+    def gather(self, /, *args: P.args, **payload: P.kwargs) -> Coroutine[Any, Any, Responses]:
         """Run the receivers concurrently; responses in connection order.
 
         Structured: the first failure cancels the other receivers and raises an
@@ -300,10 +355,10 @@ class AsyncSignal:
             results = await order_paid.gather(Shop, order=order)
             ```
         """
-        return self._start(True, False, sender, args, named)
+        return self._start(2, args, payload)
 
     def gather_robust(
-        self, sender: Any = None, /, *args: Any, **named: Any
+        self, /, *args: P.args, **payload: P.kwargs
     ) -> Coroutine[Any, Any, Responses]:
         """Run the receivers concurrently, each to completion.
 
@@ -316,40 +371,90 @@ class AsyncSignal:
             results = await order_paid.gather_robust(Shop, order=order)
             ```
         """
-        return self._start(True, True, sender, args, named)
+        return self._start(3, args, payload)
+
+    def send_sync(self, /, *args: P.args, **payload: P.kwargs) -> Responses:
+        """`send` for sync code: a ``def`` endpoint, a script, a sync ORM session, a task.
+
+        Same arguments, return value and errors as ``await send(...)``; where the
+        receivers run depends on the calling thread:
+
+        * In a worker thread started by anyio (``anyio.to_thread.run_sync``, and so
+          Starlette's and FastAPI's threadpool for ``def`` endpoints): the send runs on the
+          event loop that started the thread, exactly as an awaited send would, and this
+          call blocks until it is done.
+        * In a thread with no event loop (a script, a management command): sync receivers
+          are called right here, with no event loop at all; if a coroutine (or
+          ``to_thread``) receiver is connected, the send runs to completion on an asyncio
+          event loop kept for this thread.
+        * In a thread that is running an event loop: sync receivers are called right here;
+          a coroutine receiver raises `RuntimeError` before any receiver runs (this call
+          cannot wait without blocking the loop): ``await signal.send(...)`` instead.
+
+        Example:
+            ```python
+            @app.post("/orders")
+            def create_order(order: Order):  # FastAPI runs it in a worker thread
+                save(order)
+                order_paid.send_sync(Shop, order=order)
+            ```
+        """
+        return _sync.run(self, False, args, payload)
+
+    def send_robust_sync(self, /, *args: P.args, **payload: P.kwargs) -> Responses:
+        """`send_robust` for sync code, run where `send_sync` would run it.
+
+        Example:
+            ```python
+            for receiver, response in order_paid.send_robust_sync(Shop, order=order):
+                ...
+            ```
+        """
+        return _sync.run(self, True, args, payload)
 
     # -- internals ----------------------------------------------------------------------
 
     def _start(
-        self,
-        concurrent: bool,
-        robust: bool,
-        sender: Any,
-        args: tuple[Any, ...],
-        payload: dict[str, Any],
+        self, mode: int, args: tuple[Any, ...], payload: dict[str, Any]
     ) -> Coroutine[Any, Any, Responses]:
-        """The one send prologue: check the arguments, find the plan, start the loop."""
-        if args or "sender" in payload or "signal" in payload:
-            sender = self._fix_send_arguments(sender, args, payload)
-        any_plan, sender_plans = self._plans  # _plan_for(), inlined: this is the hot path
-        found = sender_plans.get(id(sender))
-        plan = found[1] if found is not None and found[0]() is sender else any_plan
+        """The one send prologue: check the arguments, find the plan, start the loop.
+
+        *mode* is 0 for send, 1 send_robust, 2 gather, 3 gather_robust.
+        """
+        if len(args) == 1 and "sender" not in payload and "signal" not in payload:
+            sender = args[0]
+        else:
+            sender = self._fix_send_arguments(args, payload)
+        plan = self._plan_to_send(sender, payload)
+        coroutine: Coroutine[Any, Any, Responses]
+        if not plan:
+            coroutine = _no_receivers()  # the common case for library signals: cheapest
+        else:
+            shape = tuple(payload)
+            loop = loops.get(shape) or loop_for(shape)
+            if mode < 2:
+                coroutine = loop(self, plan, mode == 1, sender, payload)
+            else:
+                coroutine = run_concurrently(
+                    self, loop, plan, sender, payload, mode == 3, self._max_concurrency
+                )
+        # A forgotten `await` then warns "coroutine 'order_paid.send' was never awaited".
+        coroutine.__qualname__ = self._coroutine_names[mode]  # type: ignore[attr-defined]
+        return coroutine
+
+    def _plan_to_send(self, sender: Any, payload: dict[str, Any]) -> Plan:
+        """The plan a send from *sender* runs (the testing hook may replace it)."""
+        any_plan, sender_plans = self._plans
+        plan = self._plan_for(sender) if sender_plans else any_plan
         if self._hook is not None:
             plan = self._hook(sender, payload, plan)
-        if not plan:
-            return _no_receivers()  # the common case for library signals: make it cheapest
-        shape = tuple(payload)
-        loop = loops.get(shape) or loop_for(shape)
-        if concurrent:
-            return run_concurrently(
-                self, loop, plan, sender, payload, robust, self._max_concurrency
-            )
-        return loop(self, plan, robust, sender, payload)
+        return plan
 
-    def _fix_send_arguments(self, sender: Any, args: tuple[Any, ...], named: dict[str, Any]) -> Any:
-        if args:
+    def _fix_send_arguments(self, args: tuple[Any, ...], named: dict[str, Any]) -> Any:
+        """The sender of a send whose arguments are not simply ``(sender, **payload)``."""
+        if len(args) > 1:
             raise TypeError(
-                f"{self!r}: the payload of a send is keyword-only; got {len(args)} extra "
+                f"{self!r}: the payload of a send is keyword-only; got {len(args) - 1} extra "
                 f"positional argument(s). Call send(sender, name=value, ...)"
             )
         if "signal" in named:
@@ -357,7 +462,9 @@ class AsyncSignal:
                 f"{self!r}: 'signal' is reserved (receivers get the signal as signal=...); "
                 f"rename that payload item"
             )
-        if sender is not None:
+        if "sender" not in named:
+            return args[0] if args else None
+        if args and args[0] is not None:  # a positional None counts as "not given"
             raise TypeError(
                 f"{self!r}: the sender was given twice, positionally and as sender=...; pass "
                 f"it once: send(sender, **payload)"
@@ -371,9 +478,16 @@ class AsyncSignal:
         return any(c.is_for(sender) and same_target(c.ref(), receiver) for c in connections)
 
     def _plan_for(self, sender: Any) -> Plan:
+        """The plan of a send from *sender*: its own, or else the plan for any sender."""
         any_plan, sender_plans = self._plans
         found = sender_plans.get(id(sender))
-        return found[1] if found is not None and found[0]() is sender else any_plan
+        if found is not None and found[0]() is sender:
+            return found[1]
+        if is_value_sender(sender):  # matched by value, filed under (type, value)
+            found = sender_plans.get(sender_key(sender))
+            if found is not None:
+                return found[1]
+        return any_plan
 
     def _check_receiver(self, receiver: Any, to_thread: bool, timeout: float | None) -> bool:
         """Validate a receiver and its options; return whether it is a coroutine receiver."""
@@ -435,10 +549,10 @@ class AsyncSignal:
                 {key: (ref, (*plan, entry)) for key, (ref, plan) in sender_plans.items()},
             )
             return
-        target = connection.sender_ref()
-        found = sender_plans.get(id(target))
-        plan = found[1] if found is not None and found[0]() is target else any_plan
-        sender_plans[id(target)] = (connection.sender_ref, (*plan, entry))
+        key = connection.sender_key
+        found = sender_plans.get(key)
+        plan = found[1] if found is not None and found[0]() is not None else any_plan
+        sender_plans[key] = (connection.sender_ref, (*plan, entry))
 
     def _remove(self, connection: Connection) -> None:
         """Take out one connection, also one whose receiver or sender just died."""
@@ -449,21 +563,21 @@ class AsyncSignal:
             self._by_ref.pop(id(ref), None)
         any_plan, sender_plans = self._plans
         entry = connection.entry
-        sender_id = connection.sender_id
-        if sender_id is None:  # connected for any sender: in every plan
+        key = connection.sender_key
+        if key is None:  # connected for any sender: in every plan
             self._plans = (
                 _without(any_plan, entry),
                 {key: (ref, _without(plan, entry)) for key, (ref, plan) in sender_plans.items()},
             )
             return
-        found = sender_plans.get(sender_id)
+        found = sender_plans.get(key)
         if found is None:
             return
         plan = _without(found[1], entry)  # unchanged if the id now means another sender
         if len(plan) > len(any_plan):
-            sender_plans[sender_id] = (found[0], plan)
+            sender_plans[key] = (found[0], plan)
         else:  # nothing of its own left: the sender goes back to the plan for any sender
-            del sender_plans[sender_id]
+            del sender_plans[key]
 
     def _publish(self, connections: list[Connection]) -> None:
         """Rebuild everything from *connections*, in one pass.
@@ -472,13 +586,13 @@ class AsyncSignal:
         entries with the any-sender ones by connection index, so the cost is linear.
         """
         for_any: list[tuple[int, Entry]] = []
-        by_sender: dict[int, tuple[Ref, list[tuple[int, Entry]]]] = {}
+        by_sender: dict[SenderKey, tuple[Ref, list[tuple[int, Entry]]]] = {}
         for index, connection in enumerate(connections):
             sender_ref = connection.sender_ref
             if sender_ref is None:
                 for_any.append((index, connection.entry))
-            elif (target := sender_ref()) is not None:
-                by_sender.setdefault(id(target), (sender_ref, []))[1].append(
+            elif sender_ref() is not None:
+                by_sender.setdefault(connection.sender_key, (sender_ref, []))[1].append(
                     (index, connection.entry)
                 )
         sender_plans = {
@@ -536,12 +650,26 @@ def _death_callback(signal: AsyncSignal) -> Callable[[Any], None]:
 
 def _sender_ref(sender: Any, on_death: Callable[[Any], None]) -> Ref:
     """Reference a sender weakly when possible, so that connecting does not keep it alive."""
+    if is_value_sender(sender):  # matched by value: hold the value the user named
+        return strong_ref(sender)
     try:
         return weakref.ref(sender, on_death)
     except TypeError:
-        # Strings, numbers, tuples: no weak references to them exist, so the connection
-        # holds the sender the user named (it is compared by identity, never by id() alone).
+        # Objects that cannot be weakly referenced and are not values (a list, an object
+        # with __slots__): the connection holds the sender and compares it by identity.
         return strong_ref(sender)
+
+
+def _origin(signal: AsyncSignal[Any]) -> tuple[str, int]:
+    """The module and line that created *signal* (past the constructors of subclasses)."""
+    frame = sys._getframe(1)
+    while (
+        frame.f_back is not None
+        and frame.f_code.co_name == "__init__"
+        and (frame.f_locals.get("self") is signal)
+    ):
+        frame = frame.f_back
+    return str(frame.f_globals.get("__name__", "?")), frame.f_lineno
 
 
 def _as_list(signals: Any) -> list[Any]:
@@ -551,8 +679,32 @@ def _as_list(signals: Any) -> list[Any]:
         return []
 
 
+@overload
+def receiver(  # type: ignore[overload-overlap]  # a TypedSignal is an AsyncSignal
+    signal: TypedSignal[Q],
+    *,
+    sender: Any = None,
+    weak: bool = True,
+    dispatch_uid: Hashable | None = None,
+    to_thread: bool = False,
+    timeout: float | None = None,
+) -> Callable[[Callable[Q, T]], Callable[Q, T]]: ...
+
+
+@overload
 def receiver(
-    signal: AsyncSignal | Iterable[AsyncSignal],
+    signal: AsyncSignal[Any] | Iterable[AsyncSignal[Any]],
+    *,
+    sender: Any = None,
+    weak: bool = True,
+    dispatch_uid: Hashable | None = None,
+    to_thread: bool = False,
+    timeout: float | None = None,
+) -> Callable[[R], R]: ...
+
+
+def receiver(
+    signal: AsyncSignal[Any] | Iterable[AsyncSignal[Any]],
     *,
     sender: Any = None,
     weak: bool = True,
@@ -562,7 +714,8 @@ def receiver(
 ) -> Callable[[R], R]:
     """Decorator connecting the function below it to one signal or to each of several.
 
-    Takes every option of `AsyncSignal.connect` and returns the function unchanged.
+    Takes every option of `AsyncSignal.connect` and returns the function unchanged. With
+    a typed signal (`asignals.signal`), type checkers check the function's parameters.
 
     Example:
         ```python

@@ -21,7 +21,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, NamedTuple
 
 from ._dispatch import Plan
-from ._receivers import Receiver
+from ._receivers import Receiver, same_sender
 from ._signal import AsyncSignal
 
 __all__ = ["Capture", "Sent", "capture", "connected_to", "muted"]
@@ -79,7 +79,7 @@ class Capture:
         return f"<Capture of {self.signal!r}: {len(self.sends)} send(s)>"
 
     def _record(self, sender: Any, payload: dict[str, Any]) -> None:
-        if self.sender is None or sender is self.sender:
+        if self.sender is None or same_sender(self.sender, sender):
             self.sends.append(Sent(sender, dict(payload)))
 
 
@@ -96,7 +96,7 @@ class _Hook:
         return () if self.muted else plan
 
     def observes(self, sender: Any) -> bool:
-        return any(c.sender is None or c.sender is sender for c in self.captures)
+        return any(c.sender is None or same_sender(c.sender, sender) for c in self.captures)
 
 
 @contextmanager

@@ -352,7 +352,7 @@ class Recorder:
 
     def names(self) -> list[str]:
         with self._changed:
-            return [call.signal.name for call in self.calls]
+            return [call.signal.label for call in self.calls]
 
 
 @contextmanager

@@ -172,7 +172,7 @@ async def test_signals_around_a_response() -> None:
 
     server = FakeServer()
     with recording(*REQUEST_SIGNALS) as recorder:
-        recorder.on_call = lambda call: order.append(call.signal.name)
+        recorder.on_call = lambda call: order.append(call.signal.label)
         await SignalMiddleware(app)(scope, server.receive, server.send)
 
     assert order == ["request_started", "app", "request_finished"]
@@ -266,7 +266,7 @@ async def test_exception_is_reported_and_reraised_unchanged() -> None:
 
     order: list[str] = []
     with recording(*REQUEST_SIGNALS) as recorder:
-        recorder.on_call = lambda call: order.append(call.signal.name)
+        recorder.on_call = lambda call: order.append(call.signal.label)
         with pytest.raises(AppError) as info:
             await SignalMiddleware(app)(scope, *FakeServer().channel())
 

@@ -102,7 +102,7 @@ def paths(calls: list[Received]) -> list[str]:
 
 def test_signals_around_a_request(served: Served) -> None:
     with recording(*REQUEST_SIGNALS) as recorder:
-        recorder.on_call = lambda call: served.probe.record(call.signal.name)
+        recorder.on_call = lambda call: served.probe.record(call.signal.label)
         response = served.get("/")
         recorder.wait_for(request_finished)
 

@@ -373,8 +373,6 @@ def make_str(*parts: str) -> str:
     [
         pytest.param(lambda: {"k": 1}, "dict", id="dict-unhashable"),
         pytest.param(lambda: [1, 2], "list", id="list-unhashable"),
-        pytest.param(lambda: make_int("123456789012"), "int", id="int-no-weakref"),
-        pytest.param(lambda: make_str("sen", "der"), "str", id="str-no-weakref"),
         pytest.param(lambda: Slotted(1), "slots", id="slots-no-weakref"),
         pytest.param(lambda: (1, [2]), "tuple", id="tuple-unhashable-no-weakref"),
     ],

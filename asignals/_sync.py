@@ -1,0 +1,161 @@
+"""Sends from sync code: ``send_sync`` and ``send_robust_sync``.
+
+Where the receivers run depends on the calling thread, checked in this order:
+
+1. The thread runs an event loop (sync code called from a coroutine or a callback): an
+   all-sync plan is called right here; anything that must be awaited raises
+   ``RuntimeError``, because waiting would block that loop (or deadlock it).
+2. The thread is an anyio worker thread (``anyio.to_thread.run_sync``, Starlette's and
+   FastAPI's threadpool): the send runs on the event loop that started the thread, as
+   an awaited send would, and the thread blocks until it is done.
+3. No event loop anywhere (a script): an all-sync plan is called right here, with no
+   event loop at all; otherwise the send runs to completion on an asyncio event loop
+   kept for this thread (creating one per send costs about ten times as much, and a
+   kept loop lets receivers keep loop-bound clients between sends).
+
+"Called right here" drives the dispatch loop's coroutine by hand: with only sync
+receivers it finishes without ever suspending, so the one dispatch loop serves sync
+callers too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import sys
+import threading
+import weakref
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import anyio.from_thread
+
+from ._dispatch import Responses, loop_for, loops
+from ._receivers import SYNC, describe
+
+if TYPE_CHECKING:
+    from ._signal import AsyncSignal
+
+
+def run(
+    signal: AsyncSignal[Any], robust: bool, args: tuple[Any, ...], payload: dict[str, Any]
+) -> Responses:
+    """Run one ``send`` (or ``send_robust``) of *signal* to completion from sync code."""
+    method = "send_robust" if robust else "send"
+    sender = signal._fix_send_arguments(args, payload)  # bad arguments fail in the caller
+    on_loop = _thread_runs_event_loop()
+    if not on_loop and _in_anyio_worker_thread():
+        return anyio.from_thread.run(_send_on_loop, signal, robust, sender, payload)
+    plan = signal._plan_to_send(sender, payload)
+    if on_loop:
+        waits = next((ref() for ref, call in plan if call is not SYNC), None)
+        if waits is not None:
+            raise RuntimeError(
+                f"{signal!r}.{method}_sync() was called on a thread that is running an "
+                f"event loop, and receiver {describe(waits)} must be awaited there; "
+                f"use `await {signal.label}.{method}(...)` instead"
+            )
+    if not plan:
+        return []
+    shape = tuple(payload)
+    loop = loops.get(shape) or loop_for(shape)
+    coroutine = loop(signal, plan, robust, sender, payload)
+    coroutine.__qualname__ = f"{signal.label}.{method}_sync"  # type: ignore[attr-defined]
+    if all(call is SYNC for _, call in plan):
+        return _run_inline(coroutine)
+    return _private_loop().run(coroutine)
+
+
+async def _send_on_loop(
+    signal: AsyncSignal[Any], robust: bool, sender: Any, payload: dict[str, Any]
+) -> Responses:
+    # The plan is looked up again on the loop: connections may have changed meanwhile,
+    # and an awaited send made now would see the same.
+    if robust:
+        return await signal.send_robust(sender, **payload)
+    return await signal.send(sender, **payload)
+
+
+def _run_inline(coroutine: Coroutine[Any, Any, Responses]) -> Responses:
+    """Run a dispatch loop over sync receivers only: it finishes without suspending."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        responses: Responses = finished.value
+        return responses
+    coroutine.close()  # pragma: no cover - a sync-only plan never suspends
+    raise AssertionError("a dispatch loop over sync receivers suspended")  # pragma: no cover
+
+
+def _thread_runs_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return True
+    trio = sys.modules.get("trio")  # only when something imported it: trio may be absent
+    return trio is not None and bool(trio.lowlevel.in_trio_run())
+
+
+def _in_anyio_worker_thread() -> bool:
+    try:
+        # Raises RuntimeError (NoEventLoopError in recent anyio) outside anyio's worker
+        # threads, and the cancellation exception when the task waiting for this thread
+        # was cancelled: then the send is cancelled before it starts, as it would be.
+        anyio.from_thread.check_cancelled()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _PrivateLoop:
+    """An asyncio event loop owned by one thread, for sends from sync code there."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        # Closed when the thread's locals go (the thread ended) or at exit, whichever is
+        # first; the weak reference keeps atexit from holding loops of finished threads.
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    def run(self, coroutine: Coroutine[Any, Any, Responses]) -> Responses:
+        task = self._loop.create_task(coroutine)
+        try:
+            return self._loop.run_until_complete(task)
+        except BaseException:
+            # KeyboardInterrupt and the like leave the task unfinished: cancel it and let
+            # it clean up before the exception goes on, so the loop stays usable.
+            if not task.done():
+                task.cancel()
+                # The first exception is the one to raise; the task's own ending is not.
+                with contextlib.suppress(BaseException):
+                    self._loop.run_until_complete(task)
+            raise
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        finally:
+            self._loop.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _close_at_exit(ref: weakref.ref[_PrivateLoop]) -> None:
+    loop = ref()
+    if loop is not None:
+        loop.close()
+
+
+_threads = threading.local()
+
+
+def _private_loop() -> _PrivateLoop:
+    loop: _PrivateLoop | None = getattr(_threads, "loop", None)
+    if loop is None:
+        loop = _threads.loop = _PrivateLoop()
+    return loop
