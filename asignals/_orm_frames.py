@@ -116,11 +116,12 @@ class Frame:
         return f"<Frame {list(self.records.values())!r}>"
 
     def saved(self, key: Any, instance: Any, created: bool, changes: Changes) -> None:
+        """Record an INSERT (*created*) or an UPDATE; the frame keeps *changes* itself."""
         found = self.records.get(key)
         if not isinstance(found, Saved) or found.deleted:
             # New here (or a deleted row's key reused by a new row): start afresh.
             self.records.pop(key, None)
-            self.records[key] = Saved(instance, created, dict(changes) if not created else {})
+            self.records[key] = Saved(instance, created, {} if created else changes)
             return
         if not found.created:
             merge_changes(found.changes, changes)

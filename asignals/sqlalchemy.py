@@ -30,10 +30,14 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, TypeVar
 
-from ._orm_frames import Changes, Frame, Record, Saved
+import anyio.from_thread
+
+from . import _sync
+from ._dispatch import loop_for, loops
+from ._orm_frames import Changes, Frame, Saved
 from ._receivers import describe, make_ref
 from ._signal import AsyncSignal
 
@@ -44,6 +48,7 @@ try:
     from sqlalchemy import event
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
     from sqlalchemy.orm import Mapper, Session, sessionmaker
+    from sqlalchemy.orm.attributes import instance_state
     from sqlalchemy.orm.base import NO_VALUE, PassiveFlag
     from sqlalchemy.orm.interfaces import MANYTOONE
     from sqlalchemy.orm.session import SessionTransaction
@@ -123,6 +128,15 @@ class _ModelSignal(AsyncSignal):
             sender = mapped
         return super().disconnect(receiver, sender, dispatch_uid=dispatch_uid)
 
+    _awaits = False
+    """Set once a receiver that must be awaited (coroutine, to_thread, timeout) connects."""
+
+    def _check_receiver(self, receiver: Any, to_thread: bool, timeout: float | None) -> bool:
+        is_async = super()._check_receiver(receiver, to_thread, timeout)
+        if is_async or to_thread or timeout is not None:
+            self._awaits = True
+        return is_async
+
     def _idle(self) -> bool:
         """Nothing is connected (for any sender) and no test is capturing: skip all work."""
         return not self._connections and self._hook is None
@@ -148,13 +162,7 @@ class _InitSignal(_ModelSignal):
 
     def _send_inline(self, sender: Any, **payload: Any) -> None:
         """Run every (sync) receiver now, on this thread, whatever thread it is."""
-        coroutine = self.send(sender, **payload)
-        try:
-            coroutine.send(None)
-        except StopIteration:
-            return
-        coroutine.close()  # pragma: no cover - only sync receivers are connected
-        raise RuntimeError(f"{self!r}: a receiver awaited something")  # pragma: no cover
+        _run_inline(self.send(sender, **payload))
 
 
 pre_save = _ModelSignal(
@@ -454,7 +462,7 @@ def _changes(state: InstanceState[Any], shape: _Shape) -> Changes:
 
 
 def _primary_key(instance: Any) -> Any:
-    state: InstanceState[Any] = sqlalchemy.inspect(instance)
+    state: InstanceState[Any] = instance_state(instance)
     key = state.mapper.primary_key_from_instance(instance)
     return key[0] if len(key) == 1 else tuple(key)
 
@@ -469,7 +477,15 @@ def _m2m_history(state: InstanceState[Any], attribute: str) -> tuple[list[Any], 
 
 # -- the session event handlers ---------------------------------------------------------------
 
-_frames: weakref.WeakKeyDictionary[SessionTransaction, Frame] = weakref.WeakKeyDictionary()
+_INFO_KEY = "asignals.sqlalchemy.frames"
+"""Where a session keeps its frames: ``session.info[_INFO_KEY]``, a dict from each open
+SessionTransaction (the outermost one, and each savepoint) to what it changed. State that
+lives and dies with the session; `_after_transaction_end` removes each entry."""
+
+
+def _frames_of(session: Session) -> dict[SessionTransaction, Frame] | None:
+    frames: dict[SessionTransaction, Frame] | None = session.info.get(_INFO_KEY)
+    return frames
 
 
 def _owner(transaction: SessionTransaction) -> SessionTransaction:
@@ -495,7 +511,7 @@ def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
     for instance in list(session.dirty):
         cls = type(instance)
         if pre_save._wanted(cls):
-            state: InstanceState[Any] = sqlalchemy.inspect(instance)
+            state: InstanceState[Any] = instance_state(instance)
             changes = _changes(state, _shape(state))
             if changes:
                 _send_in_flush(
@@ -519,7 +535,7 @@ def _m2m_in_flush(instance: Any) -> None:
     cls = type(instance)
     if not m2m_changed._wanted(cls):
         return
-    state: InstanceState[Any] = sqlalchemy.inspect(instance)
+    state: InstanceState[Any] = instance_state(instance)
     for attribute, model in _shape(state).many_to_many:
         added, removed, emptied = _m2m_history(state, attribute)
         known = [_known_key(o) for o in removed]
@@ -562,18 +578,34 @@ def _after_flush(session: Session, flush_context: Any) -> None:
     owner = _current_owner(session)
     if owner is None:  # pragma: no cover - a flush always runs in a transaction
         return
-    frame = _frames.get(owner)
+    frames = _frames_of(session)
+    if frames is None:
+        frames = session.info[_INFO_KEY] = {}
+    frame = frames.get(owner)
     if frame is None:
-        frame = _frames[owner] = Frame()
-    saving: dict[type, bool] = {}  # per class: do post_save or post_delete listen?
-    for created, instances in ((True, session.new), (False, session.dirty)):
-        for instance in instances:
+        frame = frames[owner] = Frame()
+    # SQLAlchemy's own bookkeeping rather than session.new / .dirty / .deleted, which build
+    # an IdentitySet of the objects on every call (a quarter of a microsecond per object).
+    deleted = session._deleted
+    saving: dict[type, tuple[bool, bool, _Shape]] = {}  # per class: (save?, links?, shape)
+    for created, states in (
+        (True, list(session._new)),
+        (False, [st for st in session.identity_map._modified if st not in deleted]),
+    ):
+        for state in states:
+            instance = state.obj()
+            if instance is None:  # pragma: no cover - collected while modified: nothing to send
+                continue
             cls = type(instance)
-            wanted = saving.get(cls)
-            if wanted is None:
-                wanted = saving[cls] = post_save._wanted(cls) or post_delete._wanted(cls)
-            state: InstanceState[Any] = sqlalchemy.inspect(instance)
-            shape = _shape(state)
+            found = saving.get(cls)
+            if found is None:
+                shape = _shape(state)
+                found = saving[cls] = (
+                    post_save._wanted(cls) or post_delete._wanted(cls),
+                    bool(shape.many_to_many) and m2m_changed._wanted(cls),
+                    shape,
+                )
+            wanted, links, shape = found
             if wanted:
                 if created:
                     frame.saved(state, instance, True, {})
@@ -581,15 +613,19 @@ def _after_flush(session: Session, flush_context: Any) -> None:
                     changes = _changes(state, shape)
                     if changes:
                         frame.saved(state, instance, False, changes)
-            if shape.many_to_many and m2m_changed._wanted(cls):
+            if links:
                 _record_links(frame, state, instance, shape)
-    for instance in session.deleted:
+    for state, instance in list(deleted.items()):
         cls = type(instance)
-        wanted = saving.get(cls)
-        if wanted is None:
-            wanted = saving[cls] = post_save._wanted(cls) or post_delete._wanted(cls)
-        if wanted:
-            frame.deleted(sqlalchemy.inspect(instance), instance)
+        found = saving.get(cls)
+        if found is None:
+            found = saving[cls] = (
+                post_save._wanted(cls) or post_delete._wanted(cls),
+                False,
+                _shape(state),
+            )
+        if found[0]:
+            frame.deleted(state, instance)
 
 
 def _record_links(frame: Frame, state: InstanceState[Any], instance: Any, shape: _Shape) -> None:
@@ -610,16 +646,19 @@ def _before_commit(session: Session) -> None:
     """Load what a rolled-back savepoint (or an explicit expire) expired on the objects
     about to be delivered, while SQL is still allowed: after the commit it is not, and the
     receivers must be able to read every column."""
-    if not _frames or session.in_nested_transaction():
+    frames = _frames_of(session)
+    if not frames or session.in_nested_transaction():
         return
     root = session.get_transaction()
-    frame = _frames.get(root) if root is not None else None
+    frame = frames.get(root) if root is not None else None
     if frame is None:
         return
     for key, record in list(frame.records.items()):
         if not isinstance(record, Saved) or record.deleted:
             continue
         state: InstanceState[Any] = key
+        if not state.expired_attributes:
+            continue
         expired = state.expired_attributes & _shape(state).columns
         if expired and state.session_id == session.hash_key:
             try:
@@ -629,33 +668,35 @@ def _before_commit(session: Session) -> None:
 
 
 def _after_commit(session: Session) -> None:
-    if not _frames:
+    frames = _frames_of(session)
+    if not frames:
         return
     nested = session.get_nested_transaction()
     if nested is not None:  # a savepoint was released: its frame joins the parent's at its end
-        frame = _frames.get(nested)
+        frame = frames.get(nested)
         if frame is not None:
             frame.committed = True
         return
     root = session.get_transaction()
-    frame = _frames.pop(root, None) if root is not None else None
+    frame = frames.pop(root, None) if root is not None else None
     if frame is not None:
         _deliver(frame)
 
 
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
-    if not _frames:
+    frames = _frames_of(session)
+    if not frames:
         return
-    frame = _frames.pop(transaction, None)
+    frame = frames.pop(transaction, None)
     if frame is None or not (transaction.nested and frame.committed):
         return  # rolled back (or closed without a commit): deliver nothing
     parent = transaction.parent
     if parent is None:  # pragma: no cover - a savepoint always has a parent
         return
     owner = _owner(parent)
-    into = _frames.get(owner)
+    into = frames.get(owner)
     if into is None:
-        _frames[owner] = frame
+        frames[owner] = frame
         frame.committed = False
     else:
         into.merge(frame)
@@ -681,78 +722,134 @@ def _send_in_flush(signal: AsyncSignal, sender: type, **payload: Any) -> None:
         signal.send_sync(sender, **payload)
 
 
-def _send_after_commit(signal: AsyncSignal, sender: type, **payload: Any) -> None:
-    if in_greenlet():
-        await_(signal.send_robust(sender, **payload))
-    else:
-        signal.send_robust_sync(sender, **payload)
+Send = tuple["_ModelSignal", type, dict[str, Any]]
 
 
 def _deliver(frame: Frame) -> None:
     """Send the post_* signals for a committed transaction; never raise into commit().
 
+    Where the receivers run is decided once per commit:
+
+    * when every receiver of these sends is a sync function (the common case, and the
+      cheap one): they are called right here, in the thread that commits, as Django does;
+    * otherwise under an AsyncSession (SQLAlchemy's greenlet bridge): every send is
+      awaited on the session's event loop, all of them through one ``await_``;
+    * otherwise in an anyio worker thread: all of them run on the event loop that started
+      the thread, in one hop, while the thread waits (as ``send_robust_sync`` would);
+    * otherwise (a script, or the event loop's own thread): ``send_robust_sync`` for the
+      signals with coroutine receivers, inline calls for the others.
+
     Receivers' own exceptions are logged by ``send_robust``. What is caught here is a send
-    that could not start (coroutine receivers of a sync Session used on the event loop's
-    own thread): logged once per commit, with the number of objects it hit.
+    that could not start (a coroutine receiver and a sync Session on the event loop's own
+    thread): logged once per commit, with the number of sends it hit.
     """
-    failed: list[tuple[Record, Exception]] = []
-    for record in frame.deliverable():
-        try:
-            _deliver_one(record)
-        except Exception as exc:
-            failed.append((record, exc))
+    sends = _sends_of(frame)
+    if not sends:
+        return
+    failed: list[tuple[Send, Exception]] = []
+    try:
+        if not any(signal._awaits for signal, _, _ in sends):
+            for signal, sender, payload in sends:
+                _send_inline(signal, sender, payload)
+        elif in_greenlet():
+            failed = await_(_send_all(sends))
+        elif not _sync._thread_runs_event_loop() and _sync._in_anyio_worker_thread():
+            failed = anyio.from_thread.run(_send_all, sends)
+        else:
+            for send in sends:
+                signal, sender, payload = send
+                try:
+                    if signal._awaits:
+                        signal.send_robust_sync(sender, **payload)
+                    else:
+                        _send_inline(signal, sender, payload)
+                except Exception as exc:
+                    failed.append((send, exc))
+    except Exception as exc:  # pragma: no cover - the bridge itself failed
+        failed = [(sends[0], exc)]
     if failed:
-        first, error = failed[0]
+        (signal, _, payload), error = failed[0]
         logger.error(
-            "asignals.sqlalchemy: could not deliver the model signals of %d object(s) after "
-            "the commit, first %r: %s: %s",
+            "asignals.sqlalchemy: could not deliver %d model signal(s) after the commit, "
+            "first %r for %r: %s: %s",
             len(failed),
-            first.instance,
+            signal,
+            payload.get("instance"),
             type(error).__name__,
             error,
             exc_info=error,
         )
 
 
-def _deliver_one(record: Record) -> None:
-    instance = record.instance
-    cls = type(instance)
-    if isinstance(record, Saved):
-        if record.deleted:
-            if post_delete._wanted(cls):
-                _send_after_commit(post_delete, cls, instance=instance)
-        elif post_save._wanted(cls):
-            _send_after_commit(
-                post_save,
-                cls,
-                instance=instance,
-                created=record.created,
-                update_fields=None if record.created else frozenset(record.changes),
-                changes=dict(record.changes),
-            )
+async def _send_all(sends: list[Send]) -> list[tuple[Send, Exception]]:
+    failed: list[tuple[Send, Exception]] = []
+    for send in sends:
+        signal, sender, payload = send
+        try:
+            await signal.send_robust(sender, **payload)
+        except Exception as exc:  # pragma: no cover - send_robust catches receivers' errors
+            failed.append((send, exc))
+    return failed
+
+
+def _send_inline(signal: AsyncSignal, sender: type, payload: dict[str, Any]) -> None:
+    """``send_robust`` to sync receivers only, called right here: what ``send_robust_sync``
+    does for such a plan, without deciding again, for each object, which thread this is."""
+    plan = signal._plan_to_send(sender, payload)
+    if plan:
+        shape = tuple(payload)
+        loop = loops.get(shape) or loop_for(shape)
+        _run_inline(loop(signal, plan, True, sender, payload))
+
+
+def _run_inline(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run a send whose receivers are all sync: its coroutine finishes without suspending."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
         return
-    if not m2m_changed._wanted(cls):
-        return
-    if record.removed:
-        _send_after_commit(
-            m2m_changed,
-            cls,
-            instance=instance,
-            action="post_clear" if record.cleared and not record.added else "post_remove",
-            attribute=record.attribute,
-            model=record.model,
-            pk_set=frozenset(record.removed),
-        )
-    if record.added:
-        _send_after_commit(
-            m2m_changed,
-            cls,
-            instance=instance,
-            action="post_add",
-            attribute=record.attribute,
-            model=record.model,
-            pk_set=frozenset(record.added),
-        )
+    coroutine.close()  # pragma: no cover - only sync receivers are connected
+    raise RuntimeError("a sync receiver's send suspended")  # pragma: no cover
+
+
+def _sends_of(frame: Frame) -> list[Send]:
+    """The post_* sends a committed frame makes, in order (classes without receivers skipped)."""
+    sends: list[Send] = []
+    wanted: dict[tuple[_ModelSignal, type], bool] = {}
+
+    def wants(signal: _ModelSignal, cls: type) -> bool:
+        found = wanted.get((signal, cls))
+        if found is None:
+            found = wanted[(signal, cls)] = signal._wanted(cls)
+        return found
+
+    for record in frame.deliverable():
+        instance = record.instance
+        cls = type(instance)
+        if isinstance(record, Saved):
+            if record.deleted:
+                if wants(post_delete, cls):
+                    sends.append((post_delete, cls, {"instance": instance}))
+            elif wants(post_save, cls):
+                payload = {
+                    "instance": instance,
+                    "created": record.created,
+                    "update_fields": None if record.created else frozenset(record.changes),
+                    "changes": record.changes,  # the record is dropped after delivery
+                }
+                sends.append((post_save, cls, payload))
+            continue
+        if not wants(m2m_changed, cls):
+            continue
+        common = {"instance": instance, "attribute": record.attribute, "model": record.model}
+        if record.removed:
+            action = "post_clear" if record.cleared and not record.added else "post_remove"
+            payload = {**common, "action": action, "pk_set": frozenset(record.removed)}
+            sends.append((m2m_changed, cls, payload))
+        if record.added:
+            payload = {**common, "action": "post_add", "pk_set": frozenset(record.added)}
+            sends.append((m2m_changed, cls, payload))
+    return sends
 
 
 # -- pre_init / post_init: mapper-wide instance events, installed on first connect ------------

@@ -170,7 +170,7 @@ async def test_on_the_loop_thread_a_coroutine_receiver_is_logged_and_the_commit_
         post_save.disconnect(inline, sender=Order)
         post_save.disconnect(cannot_wait, sender=Order)
     assert calls == ["sync"]
-    assert "could not deliver the model signals of 1 object(s)" in caplog.text
+    assert "could not deliver 1 model signal(s) after the commit" in caplog.text
     assert "await post_save.send_robust" in caplog.text
     with maker() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 2
