@@ -36,9 +36,9 @@ from typing import Any, TypeVar
 import anyio.from_thread
 
 from . import _sync
-from ._dispatch import loop_for, loops
+from ._dispatch import Loop, Plan, loop_for, loops
 from ._orm_frames import Changes, Frame, Saved
-from ._receivers import describe, make_ref
+from ._receivers import SYNC, describe, make_ref
 from ._signal import AsyncSignal
 
 _DIST = "asignals-dispatch"  # the distribution name, for the install hint below
@@ -127,15 +127,6 @@ class _ModelSignal(AsyncSignal):
                 return False
             sender = mapped
         return super().disconnect(receiver, sender, dispatch_uid=dispatch_uid)
-
-    _awaits = False
-    """Set once a receiver that must be awaited (coroutine, to_thread, timeout) connects."""
-
-    def _check_receiver(self, receiver: Any, to_thread: bool, timeout: float | None) -> bool:
-        is_async = super()._check_receiver(receiver, to_thread, timeout)
-        if is_async or to_thread or timeout is not None:
-            self._awaits = True
-        return is_async
 
     def _idle(self) -> bool:
         """Nothing is connected (for any sender) and no test is capturing: skip all work."""
@@ -746,11 +737,20 @@ def _deliver(frame: Frame) -> None:
     sends = _sends_of(frame)
     if not sends:
         return
+    # Each (signal, class) pair's plan and compiled loop, looked up once: the deliveries of
+    # one commit share one snapshot of the receivers, as the receivers of one send do.
+    prepared: dict[tuple[_ModelSignal, type], tuple[Plan, Loop]] = {}
+    for signal, sender, payload in sends:
+        if (signal, sender) not in prepared:
+            shape = tuple(payload)
+            loop = loops.get(shape) or loop_for(shape)
+            prepared[(signal, sender)] = (signal._plan_for(sender), loop)
+    inline = {key: all(call is SYNC for _, call in plan) for key, (plan, _) in prepared.items()}
     failed: list[tuple[Send, Exception]] = []
     try:
-        if not any(signal._awaits for signal, _, _ in sends):
+        if all(inline.values()):
             for signal, sender, payload in sends:
-                _send_inline(signal, sender, payload)
+                _send_inline(signal, sender, payload, prepared[(signal, sender)])
         elif in_greenlet():
             failed = await_(_send_all(sends))
         elif not _sync._thread_runs_event_loop() and _sync._in_anyio_worker_thread():
@@ -759,10 +759,10 @@ def _deliver(frame: Frame) -> None:
             for send in sends:
                 signal, sender, payload = send
                 try:
-                    if signal._awaits:
-                        signal.send_robust_sync(sender, **payload)
+                    if inline[(signal, sender)]:
+                        _send_inline(signal, sender, payload, prepared[(signal, sender)])
                     else:
-                        _send_inline(signal, sender, payload)
+                        signal.send_robust_sync(sender, **payload)
                 except Exception as exc:
                     failed.append((send, exc))
     except Exception as exc:  # pragma: no cover - the bridge itself failed
@@ -792,13 +792,15 @@ async def _send_all(sends: list[Send]) -> list[tuple[Send, Exception]]:
     return failed
 
 
-def _send_inline(signal: AsyncSignal, sender: type, payload: dict[str, Any]) -> None:
+def _send_inline(
+    signal: _ModelSignal, sender: type, payload: dict[str, Any], prepared: tuple[Plan, Loop]
+) -> None:
     """``send_robust`` to sync receivers only, called right here: what ``send_robust_sync``
     does for such a plan, without deciding again, for each object, which thread this is."""
-    plan = signal._plan_to_send(sender, payload)
+    plan, loop = prepared
+    if signal._hook is not None:  # asignals.testing sees (and may replace) every send
+        plan = signal._plan_to_send(sender, payload)
     if plan:
-        shape = tuple(payload)
-        loop = loops.get(shape) or loop_for(shape)
         _run_inline(loop(signal, plan, True, sender, payload))
 
 
