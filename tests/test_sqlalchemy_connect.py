@@ -255,3 +255,12 @@ def test_tracking_an_async_sessionmaker_gives_it_its_own_sync_class() -> None:
         untrack(custom)
     assert "sync_session_class" not in plain.kw
     assert custom.kw["sync_session_class"] is Mine
+
+
+def test_string_naming_something_unmapped_in_an_imported_module_waits() -> None:
+    path = f"{Order.__module__}.Base"  # imported, but not a mapped class
+    post_save.connect(_noop, sender=path)
+    try:
+        assert post_save.receivers_for(Order) == []
+    finally:
+        assert post_save.disconnect(_noop, sender=path)

@@ -13,11 +13,13 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import pytest
-from orm_models import Base, Order, recording
+from orm_models import Base, Order, Tag, recording
 from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
-from asignals.sqlalchemy import post_delete, post_save, pre_save, track, untrack
+from asignals.sqlalchemy import m2m_changed, post_delete, post_save, pre_save, track, untrack
+from asignals.testing import capture
 
 DATABASES = ["sqlite-memory", "sqlite-file", "postgresql"]
 
@@ -191,3 +193,83 @@ async def test_on_the_loop_thread_a_coroutine_pre_save_fails_the_flush(
                 session.commit()
     finally:
         pre_save.disconnect(fill, sender=Order)
+
+
+def test_capture_sees_model_signals(maker: sessionmaker[Session]) -> None:
+    with capture(post_save, sender=Order) as sent, maker() as session:
+        session.add(Order(item="pizza"))
+        session.commit()
+    [(sender, payload)] = sent
+    assert sender is Order
+    assert payload["created"] is True
+
+
+def test_an_expired_attribute_set_unread_reports_none_as_old_value(
+    maker: sessionmaker[Session],
+) -> None:
+    with maker() as session:  # expire_on_commit=True
+        order = Order(item="pizza")
+        session.add(order)
+        session.commit()
+        with recording(post_save, kind="sync") as events:
+            order.item = "pasta"  # expired: the old value was never loaded
+            session.commit()
+            assert order.item == "pasta"  # loaded again (the commit expired it)
+            order.quantity = 1  # the same values: nothing to deliver
+            order.item = "pasta"
+            session.commit()
+    assert events == [
+        ("post_save", "Order", "pasta", False, frozenset({"item"}), {"item": (None, "pasta")})
+    ]
+
+
+def test_receivers_of_other_classes_and_signals_are_left_alone(
+    maker: sessionmaker[Session],
+) -> None:
+    with (
+        recording(pre_save, post_save, m2m_changed, kind="sync", sender=Tag) as events,
+        maker() as session,
+    ):
+        order = Order(item="pizza", tags=[Tag(name="hot")])
+        session.add(order)
+        session.commit()
+        session.delete(order)
+        session.commit()
+    assert [e[:3] for e in events] == [
+        ("pre_save", "Tag", "hot"),
+        ("post_save", "Tag", "hot"),
+    ]
+
+
+def test_an_async_session_class_with_its_own_sync_class_is_restored() -> None:
+    class Mine(Session):
+        pass
+
+    class ShopSession(AsyncSession):
+        sync_session_class = Mine
+
+    track(ShopSession)
+    try:
+        assert issubclass(ShopSession.sync_session_class, Mine)
+        assert ShopSession.sync_session_class is not Mine
+    finally:
+        untrack(ShopSession)
+    assert ShopSession.sync_session_class is Mine
+
+
+def test_a_session_class_can_be_tracked(engine: Engine) -> None:
+    class ShopSession(Session):
+        pass
+
+    track(ShopSession)
+    try:
+        with recording(post_save, kind="sync") as events, ShopSession(engine) as session:
+            session.add(Order(item="pizza"))
+            session.commit()
+        with recording(post_save, kind="sync") as untracked, Session(engine) as session:
+            session.add(Order(item="pasta"))
+            session.commit()
+    finally:
+        untrack(ShopSession)
+    assert events == [saved("pizza")]
+    assert untracked == []
