@@ -13,7 +13,7 @@ class Incomparable:
 
 
 def test_merge_keeps_the_first_old_and_the_last_new_value() -> None:
-    changes = {"item": ("a", "b")}
+    changes: dict[str, tuple[object, object]] = {"item": ("a", "b")}
     merge_changes(changes, {"item": ("b", "c"), "quantity": (1, 2)})
     assert changes == {"item": ("a", "c"), "quantity": (1, 2)}
     merge_changes(changes, {"item": ("c", "a")})

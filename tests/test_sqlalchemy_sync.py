@@ -266,9 +266,9 @@ def test_a_session_class_can_be_tracked(engine: Engine) -> None:
         with recording(post_save, kind="sync") as events, ShopSession(engine) as session:
             session.add(Order(item="pizza"))
             session.commit()
-        with recording(post_save, kind="sync") as untracked, Session(engine) as session:
-            session.add(Order(item="pasta"))
-            session.commit()
+        with recording(post_save, kind="sync") as untracked, Session(engine) as plain:
+            plain.add(Order(item="pasta"))
+            plain.commit()
     finally:
         untrack(ShopSession)
     assert events == [saved("pizza")]
