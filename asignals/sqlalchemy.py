@@ -36,9 +36,11 @@ from typing import Any, TypeVar
 import anyio.from_thread
 
 from . import _sync
-from ._dispatch import Loop, Plan, loop_for, loops
+from ._dispatch import Loop, Plan, loop_for
+from ._dispatch import loops as _loops
 from ._orm_frames import Changes, Frame, Saved
-from ._receivers import SYNC, describe, make_ref
+from ._receivers import SYNC as _SYNC
+from ._receivers import describe, make_ref
 from ._signal import AsyncSignal
 
 _DIST = "asignals-dispatch"  # the distribution name, for the install hint below
@@ -743,9 +745,9 @@ def _deliver(frame: Frame) -> None:
     for signal, sender, payload in sends:
         if (signal, sender) not in prepared:
             shape = tuple(payload)
-            loop = loops.get(shape) or loop_for(shape)
+            loop = _loops.get(shape) or loop_for(shape)
             prepared[(signal, sender)] = (signal._plan_for(sender), loop)
-    inline = {key: all(call is SYNC for _, call in plan) for key, (plan, _) in prepared.items()}
+    inline = {key: all(call is _SYNC for _, call in plan) for key, (plan, _) in prepared.items()}
     failed: list[tuple[Send, Exception]] = []
     try:
         if all(inline.values()):
