@@ -45,8 +45,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy --strict over everything; pyright over the package and the typing cases of typed
+# signals (tests/typing), so both checkers users run are held to them.
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/basedpyright
 
 pytest: $(STAMP) postgres
 	$(BIN)/pytest --cov --cov-report=term-missing

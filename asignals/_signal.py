@@ -9,7 +9,7 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine, Hashable, Iterable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
@@ -32,9 +32,6 @@ from ._receivers import (
     sender_key,
     strong_ref,
 )
-
-if TYPE_CHECKING:
-    from ._typed import TypedSignal
 
 R = TypeVar("R", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -660,7 +657,7 @@ def _sender_ref(sender: Any, on_death: Callable[[Any], None]) -> Ref:
         return strong_ref(sender)
 
 
-def _origin(signal: AsyncSignal[Any]) -> tuple[str, int]:
+def _origin(signal: AsyncSignal[...]) -> tuple[str, int]:
     """The module and line that created *signal* (past the constructors of subclasses)."""
     frame = sys._getframe(1)
     while (
@@ -680,8 +677,8 @@ def _as_list(signals: Any) -> list[Any]:
 
 
 @overload
-def receiver(  # type: ignore[overload-overlap]  # a TypedSignal is an AsyncSignal
-    signal: TypedSignal[Q],
+def receiver(
+    signal: AsyncSignal[Q],
     *,
     sender: Any = None,
     weak: bool = True,
@@ -693,7 +690,7 @@ def receiver(  # type: ignore[overload-overlap]  # a TypedSignal is an AsyncSign
 
 @overload
 def receiver(
-    signal: AsyncSignal[Any] | Iterable[AsyncSignal[Any]],
+    signal: Iterable[AsyncSignal[...]],
     *,
     sender: Any = None,
     weak: bool = True,
@@ -704,7 +701,7 @@ def receiver(
 
 
 def receiver(
-    signal: AsyncSignal[Any] | Iterable[AsyncSignal[Any]],
+    signal: Any,  # either of the above (pyright wants the implementation to take both)
     *,
     sender: Any = None,
     weak: bool = True,
@@ -715,7 +712,8 @@ def receiver(
     """Decorator connecting the function below it to one signal or to each of several.
 
     Takes every option of `AsyncSignal.connect` and returns the function unchanged. With
-    a typed signal (`asignals.signal`), type checkers check the function's parameters.
+    one typed signal (`asignals.signal`), type checkers check the function's parameters
+    against the signal's payload; with a list of signals they do not.
 
     Example:
         ```python

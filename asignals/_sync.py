@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 
 def run(
-    signal: AsyncSignal[Any], robust: bool, args: tuple[Any, ...], payload: dict[str, Any]
+    signal: AsyncSignal[...], robust: bool, args: tuple[Any, ...], payload: dict[str, Any]
 ) -> Responses:
     """Run one ``send`` (or ``send_robust``) of *signal* to completion from sync code."""
     method = "send_robust" if robust else "send"
@@ -68,7 +68,7 @@ def run(
 
 
 async def _send_on_loop(
-    signal: AsyncSignal[Any], robust: bool, sender: Any, payload: dict[str, Any]
+    signal: AsyncSignal[...], robust: bool, sender: Any, payload: dict[str, Any]
 ) -> Responses:
     # The plan is looked up again on the loop: connections may have changed meanwhile,
     # and an awaited send made now would see the same.
@@ -134,15 +134,18 @@ class _PrivateLoop:
             raise
 
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        try:
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-        finally:
-            self._loop.close()
+        """Finish the loop's async generators and close it (at exit, from the main thread)."""
+        if not self._loop.is_closed():
+            try:
+                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            finally:
+                self._loop.close()
 
     def __del__(self) -> None:
-        self.close()
+        # The thread has ended. The collector may run this anywhere, even inside another
+        # running loop, where this loop cannot run again: only close it.
+        if not self._loop.is_closed():
+            self._loop.close()
 
 
 def _close_at_exit(ref: weakref.ref[_PrivateLoop]) -> None:

@@ -81,7 +81,7 @@ def signal(
 
 def signal(
     prototype: Callable[..., Any] | None = None, /, *, max_concurrency: int | None = None
-) -> TypedSignal[Any] | Callable[[Callable[..., Any]], TypedSignal[Any]]:
+) -> TypedSignal[...] | Callable[[Callable[..., Any]], TypedSignal[...]]:
     """Declare a typed signal from a prototype function (never called).
 
     The prototype names the signal (``__name__``), documents it (its docstring) and types
@@ -110,7 +110,7 @@ def signal(
     return _declare(prototype, max_concurrency)
 
 
-def _declare(prototype: Callable[..., Any], max_concurrency: int | None) -> TypedSignal[Any]:
+def _declare(prototype: Callable[..., Any], max_concurrency: int | None) -> TypedSignal[...]:
     if not inspect.isfunction(prototype):
         raise TypeError(
             f"asignals.signal() declares a signal from a prototype function "

@@ -57,7 +57,9 @@ class SignalMiddleware:
     * ``request_finished`` is sent robustly, exactly once, after the app has returned, also
       after an error, a client disconnect or cancellation (then shielded from the
       cancellation, for at most *finish_timeout* seconds). Payload: ``scope``,
-      ``status_code``, ``response_complete``, ``disconnected``, ``exception``, ``duration``
+      ``status_code`` (``500`` when an ``Exception`` escaped before a response started:
+      what the server or Starlette's error middleware then sends), ``response_complete``,
+      ``disconnected``, ``exception``, ``duration``
       and ``close_code`` (websockets; ``None`` for HTTP).
 
     Lifespan messages pass through untouched; ``app_started`` is awaited when the app
@@ -199,6 +201,7 @@ class SignalMiddleware:
                 response_complete = True
 
         sender = self.sender
+        scope_type = scope["type"]
         token = _in_request.set(True)
         started = time.perf_counter()
         interrupted = False  # by cancellation (or KeyboardInterrupt...), not an app error
@@ -212,6 +215,11 @@ class SignalMiddleware:
                 raise
         except Exception as exc:
             exception = exc
+            if status_code is None and scope_type == "http" and not disconnected:
+                # No response started: the client gets a 500 from whatever catches this
+                # (the server, or Starlette's ServerErrorMiddleware outside us when added
+                # with app.add_middleware), so report the status it will see.
+                status_code = 500
             raise
         except BaseException:
             interrupted = True

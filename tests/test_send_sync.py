@@ -1,0 +1,349 @@
+"""send_sync and send_robust_sync in each of the three situations a sync caller is in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import pytest
+from helpers import receivers, values
+
+from asignals import AsyncSignal
+from asignals._sync import _threads
+from asignals.testing import capture
+
+
+class Shop:
+    pass
+
+
+def thread_recorder(seen: list[str], name: str) -> Callable[..., Any]:
+    def receive(**kwargs: Any) -> str:
+        seen.append(f"{name}@{threading.current_thread().name}")
+        return name
+
+    return receive
+
+
+def coroutine_recorder(seen: list[str], name: str) -> Callable[..., Any]:
+    async def receive(**kwargs: Any) -> str:
+        await anyio.lowlevel.checkpoint()
+        seen.append(f"{name}@{threading.current_thread().name}")
+        return name
+
+    return receive
+
+
+def run_in_fresh_thread(work: Callable[[], Any]) -> Any:
+    """Run *work* in a new plain thread (no event loop, not anyio's); its result or error."""
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append(("ok", work()))
+        except BaseException as exc:  # handed back to the test
+            outcome.append(("error", exc))
+
+    thread = threading.Thread(target=target, name="plain")
+    thread.start()
+    thread.join(30)
+    kind, value = outcome[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+# -- 1. in an anyio worker thread: the send runs on the event loop -----------------------
+
+
+@pytest.mark.anyio
+async def test_worker_thread_sends_on_the_event_loop() -> None:
+    sig = AsyncSignal("s")
+    seen: list[str] = []
+    sync_r, async_r = thread_recorder(seen, "sync"), coroutine_recorder(seen, "async")
+    sig.connect(sync_r)
+    sig.connect(async_r)
+    loop_thread = threading.current_thread().name
+
+    def endpoint() -> Any:
+        seen.append(f"endpoint@{threading.current_thread().name}")
+        return sig.send_sync(Shop, order=1)
+
+    responses = await anyio.to_thread.run_sync(endpoint)
+    assert values(responses) == ["sync", "async"]
+    assert receivers(responses) == [sync_r, async_r]
+    assert seen[1:] == [f"sync@{loop_thread}", f"async@{loop_thread}"]
+    assert seen[0] != f"endpoint@{loop_thread}"
+
+
+@pytest.mark.anyio
+async def test_worker_thread_errors_as_in_send() -> None:
+    sig = AsyncSignal("s")
+
+    async def fails(**kwargs: Any) -> None:
+        raise LookupError("nope")
+
+    after = thread_recorder([], "after")
+    sig.connect(fails)
+    sig.connect(after)
+    with pytest.raises(LookupError, match="nope"):
+        await anyio.to_thread.run_sync(lambda: sig.send_sync(Shop))
+    responses = await anyio.to_thread.run_sync(lambda: sig.send_robust_sync(Shop))
+    assert isinstance(values(responses)[0], LookupError)
+    assert values(responses)[1] == "after"
+
+
+@pytest.mark.anyio
+async def test_worker_thread_send_is_cancelled_with_its_host() -> None:
+    sig = AsyncSignal("s")
+    events: list[str] = []
+
+    async def slow(**kwargs: Any) -> None:
+        try:
+            await anyio.sleep(10)
+        finally:
+            events.append("receiver cleaned up")
+
+    sig.connect(slow)
+    with anyio.move_on_after(0.2) as scope:
+        await anyio.to_thread.run_sync(lambda: sig.send_sync(Shop))
+    assert scope.cancelled_caught
+    assert events == ["receiver cleaned up"]
+
+
+@pytest.mark.anyio
+async def test_worker_thread_bad_arguments_fail_in_the_thread() -> None:
+    sig = AsyncSignal("s")
+    keep = sig.connect(thread_recorder([], "r"))
+    with pytest.raises(TypeError, match="keyword-only"):
+        await anyio.to_thread.run_sync(lambda: sig.send_sync(Shop, 1))
+    del keep
+
+
+@pytest.mark.anyio
+async def test_worker_thread_send_is_captured_once() -> None:
+    sig = AsyncSignal("s")
+    with capture(sig) as sent:
+        await anyio.to_thread.run_sync(lambda: sig.send_sync(Shop, n=1))
+    assert [s.payload for s in sent] == [{"n": 1}]
+
+
+# -- 2. on a thread that runs an event loop --------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_on_the_loop_sync_receivers_run_inline() -> None:
+    sig = AsyncSignal("s")
+    seen: list[str] = []
+    first, second = thread_recorder(seen, "a"), thread_recorder(seen, "b")
+    sig.connect(first)
+    sig.connect(second)
+    assert values(sig.send_sync(Shop)) == ["a", "b"]
+    assert values(sig.send_robust_sync(Shop)) == ["a", "b"]
+    assert len(seen) == 4
+
+
+@pytest.mark.anyio
+async def test_on_the_loop_a_coroutine_receiver_raises_before_any_runs() -> None:
+    sig = AsyncSignal("order_paid")
+    seen: list[str] = []
+    sig.connect(thread_recorder(seen, "sync"))
+    keep = coroutine_recorder(seen, "async")
+    sig.connect(keep)
+    for method in (sig.send_sync, sig.send_robust_sync):
+        with pytest.raises(RuntimeError, match=r"await order_paid\.send(_robust)?\(\.\.\.\)"):
+            method(Shop)
+    assert seen == []
+
+
+@pytest.mark.anyio
+async def test_on_the_loop_a_thread_receiver_raises_too() -> None:
+    sig = AsyncSignal("s")
+    keep = sig.connect(thread_recorder([], "t"), to_thread=True)
+    with pytest.raises(RuntimeError, match="running an event loop"):
+        sig.send_sync(Shop)
+    del keep
+
+
+@pytest.mark.anyio
+async def test_on_the_loop_base_exceptions_propagate() -> None:
+    sig = AsyncSignal("s")
+
+    def interrupts(**kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    sig.connect(interrupts)
+    with pytest.raises(KeyboardInterrupt):
+        sig.send_robust_sync(Shop)
+
+
+# -- 3. no event loop anywhere -----------------------------------------------------------
+
+
+def test_without_a_loop_sync_receivers_start_no_event_loop() -> None:
+    sig = AsyncSignal("s")
+    loops_seen: list[bool] = []
+
+    def receive(**kwargs: Any) -> str:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            loops_seen.append(False)
+        else:
+            loops_seen.append(True)
+        return threading.current_thread().name
+
+    sig.connect(receive)
+
+    def work() -> Any:
+        responses = sig.send_sync(Shop)
+        return values(responses), getattr(_threads, "loop", None)
+
+    assert run_in_fresh_thread(work) == (["plain"], None)
+    assert loops_seen == [False]
+
+
+def test_without_a_loop_coroutine_receivers_run_to_completion() -> None:
+    sig = AsyncSignal("s")
+    loops_used: list[int] = []
+
+    async def receive(n: int, **kwargs: Any) -> int:
+        await asyncio.sleep(0)
+        loops_used.append(id(asyncio.get_running_loop()))
+        return n * 2
+
+    sig.connect(receive)
+    before = thread_recorder([], "before")
+    sig.connect(before)
+
+    def work() -> Any:
+        return [values(sig.send_sync(Shop, n=n)) for n in (1, 2)]
+
+    assert run_in_fresh_thread(work) == [[2, "before"], [4, "before"]]
+    assert len(set(loops_used)) == 1  # one loop kept for the thread, reused
+
+
+def test_without_a_loop_errors_as_in_send(caplog: pytest.LogCaptureFixture) -> None:
+    sig = AsyncSignal("order_paid")
+
+    async def fails(**kwargs: Any) -> None:
+        raise LookupError("nope")
+
+    def sync_fails(**kwargs: Any) -> None:
+        raise ValueError("sync nope")
+
+    sig.connect(fails)
+    sig.connect(sync_fails)
+    with pytest.raises(LookupError):
+        run_in_fresh_thread(lambda: sig.send_sync(Shop))
+    with caplog.at_level(logging.ERROR, logger="asignals"):
+        responses = run_in_fresh_thread(lambda: sig.send_robust_sync(Shop))
+    assert [type(v) for v in values(responses)] == [LookupError, ValueError]
+    assert "order_paid" in caplog.text
+
+
+def test_without_a_loop_keyboard_interrupt_propagates_and_the_loop_survives() -> None:
+    sig = AsyncSignal("s")
+    interrupt = [True]
+
+    async def receive(**kwargs: Any) -> str:
+        await asyncio.sleep(0)
+        if interrupt.pop():
+            raise KeyboardInterrupt
+        return "fine"
+
+    sig.connect(receive)
+
+    def work() -> Any:
+        interrupted = False
+        try:
+            sig.send_sync(Shop)
+        except KeyboardInterrupt:
+            interrupted = True
+        interrupt.append(False)
+        return interrupted, values(sig.send_sync(Shop))
+
+    assert run_in_fresh_thread(work) == (True, ["fine"])
+
+
+def test_without_a_loop_in_this_thread_sync_receivers_run_inline() -> None:
+    """The test's own thread has no loop either: the plain situation of a script."""
+    sig = AsyncSignal("s")
+    keep = sig.connect(thread_recorder([], "r"))
+    assert values(sig.send_sync(Shop)) == ["r"]
+    assert values(sig.send_robust_sync(Shop, nothing=None)) == ["r"]
+    assert AsyncSignal("empty").send_sync(Shop) == []
+    del keep
+
+
+@pytest.mark.parametrize("method", ["send_sync", "send_robust_sync"])
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        pytest.param((Shop, 1), {}, "keyword-only", id="positional-payload"),
+        pytest.param((Shop,), {"signal": 1}, "reserved", id="signal-item"),
+        pytest.param((Shop,), {"sender": Shop}, "twice", id="sender-twice"),
+    ],
+)
+def test_bad_arguments(method: str, args: Any, kwargs: Any, match: str) -> None:
+    sig = AsyncSignal("s")
+    keep = sig.connect(thread_recorder([], "r"))
+    with pytest.raises(TypeError, match=match):
+        getattr(sig, method)(*args, **kwargs)
+    del keep
+
+
+def test_sender_by_keyword() -> None:
+    sig = AsyncSignal("s")
+    got: list[Any] = []
+    sig.connect(lambda sender, **kwargs: got.append(sender), weak=False)
+    sig.send_sync(sender=Shop)
+    sig.send_sync()
+    assert got == [Shop, None]
+
+
+SCRIPT = """
+import asyncio, warnings
+warnings.simplefilter("error")
+from asignals import AsyncSignal
+
+order_paid = AsyncSignal()
+
+async def mail(sender, order, **kwargs):
+    await asyncio.sleep(0)
+    return f"mailed {order}"
+
+def count(sender, **kwargs):
+    return "counted"
+
+order_paid.connect(mail)
+order_paid.connect(count)
+print([response for _, response in order_paid.send_sync("shop", order=7)])
+print([response for _, response in order_paid.send_robust_sync("shop", order=8)])
+"""
+
+
+def test_a_script_sends_and_exits_cleanly() -> None:
+    """A real process: the kept event loop is closed at exit, with no warning."""
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-c", textwrap.dedent(SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "['mailed 7', 'counted']",
+        "['mailed 8', 'counted']",
+    ]
+    assert done.stderr == ""
