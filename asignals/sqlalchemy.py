@@ -878,8 +878,11 @@ def _on_init(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> No
     # this event, so wrap it (once per class) to send post_init when it returns.
     manager = sqlalchemy.inspect(instance).manager
     original = manager.original_init
-    if original is not None and not getattr(original, "_asignals_post_init", False):
+    if original is not None and original not in _post_init_wrappers:
         manager.original_init = _with_post_init(original)
+
+
+_post_init_wrappers: weakref.WeakSet[Callable[..., None]] = weakref.WeakSet()
 
 
 def _with_post_init(original: Callable[..., None]) -> Callable[..., None]:
@@ -888,7 +891,7 @@ def _with_post_init(original: Callable[..., None]) -> Callable[..., None]:
         if not post_init._idle():
             post_init._send_inline(type(self), instance=self)
 
-    __init__._asignals_post_init = True  # type: ignore[attr-defined]
+    _post_init_wrappers.add(__init__)
     return __init__
 
 
