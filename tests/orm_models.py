@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import anyio.lowlevel
-from sqlalchemy import Column, ForeignKey, String, Table
+from sqlalchemy import Column, Engine, ForeignKey, String, Table, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from asignals import AsyncSignal
@@ -51,6 +51,21 @@ class Order(Base):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("tags", [])
         super().__init__(**kwargs)
+
+
+def real_sqlite_transactions(engine: Engine) -> Engine:
+    """SQLAlchemy's recipe for the sqlite3 driver, which would otherwise start no
+    transaction before a SAVEPOINT (and then RELEASE commits everything)."""
+
+    @event.listens_for(engine, "connect")
+    def no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
 
 
 Event = tuple[Any, ...]

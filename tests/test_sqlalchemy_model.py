@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from orm_models import Base, Order
+from orm_models import Base, Order, real_sqlite_transactions
 from sqlalchemy import Engine, create_engine, delete, inspect, select
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -39,7 +39,7 @@ operations = st.lists(
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
-    engine = create_engine("sqlite://")
+    engine = real_sqlite_transactions(create_engine("sqlite://"))
     Base.metadata.create_all(engine)
     yield engine
     engine.dispose()
@@ -66,6 +66,8 @@ def expected(before: dict[int, str], after: dict[int, str]) -> set[tuple[Any, ..
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(ops=operations)
+@example(ops=[("begin_nested",), ("add", "a"), ("release",), ("rollback",)])
+@example(ops=[("add", "a"), ("commit",), ("rollback",), ("change", 0, "a"), ("commit",)])
 def test_commits_deliver_the_net_change_of_the_transaction(
     engine: Engine, ops: list[Operation]
 ) -> None:

@@ -13,7 +13,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import pytest
-from orm_models import Base, Order, Tag, recording
+from orm_models import Base, Order, Tag, real_sqlite_transactions, recording
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +39,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
         options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
     engine = create_engine(url, **options)
+    if url.startswith("sqlite"):
+        real_sqlite_transactions(engine)
     Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
     yield engine
