@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.close()
     results.targets = targets.evaluate(results)
     _emit(report.format_targets(results))
-    for line in orm.format_targets(orm_rows):
+    for line in orm.format_targets(orm_rows, settings.quick):
         _emit(line)
     if args.json is not None:
         report.write_json(results, args.json)
