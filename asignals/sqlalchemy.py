@@ -41,7 +41,7 @@ from ._dispatch import loops as _loops
 from ._orm_frames import Changes, Frame, Saved
 from ._receivers import SYNC as _SYNC
 from ._receivers import describe, make_ref
-from ._signal import AsyncSignal
+from ._signal import AsyncSignal, SendHook
 
 _DIST = "asignals-dispatch"  # the distribution name, for the install hint below
 
@@ -130,6 +130,23 @@ class _ModelSignal(AsyncSignal):
             sender = mapped
         return super().disconnect(receiver, sender, dispatch_uid=dispatch_uid)
 
+    def _check_receiver(self, receiver: Any, to_thread: bool, timeout: float | None) -> bool:
+        is_async = super()._check_receiver(receiver, to_thread, timeout)
+        _start_listening()  # the first receiver of a session signal: the hooks are needed now
+        return is_async
+
+    # `asignals.testing` installs its hook by assigning `_hook`: a capture() of a session
+    # signal needs the session hooks as much as a receiver does.
+    @property
+    def _hook(self) -> SendHook | None:
+        return self._send_hook
+
+    @_hook.setter
+    def _hook(self, hook: SendHook | None) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
+        self._send_hook = hook
+        if hook is not None:
+            _start_listening()
+
     def _idle(self) -> bool:
         """Nothing is connected (for any sender) and no test is capturing: skip all work."""
         return not self._connections and self._hook is None
@@ -142,7 +159,7 @@ class _InitSignal(_ModelSignal):
     """`pre_init` / `post_init`: sent inline from constructors and loads, never awaited."""
 
     def _check_receiver(self, receiver: Any, to_thread: bool, timeout: float | None) -> bool:
-        is_async = super()._check_receiver(receiver, to_thread, timeout)
+        is_async = AsyncSignal._check_receiver(self, receiver, to_thread, timeout)
         if is_async or to_thread:
             what = "a coroutine receiver" if is_async else "connected with to_thread=True"
             raise TypeError(
@@ -392,10 +409,24 @@ def _session_class_of(target: _Target) -> tuple[type[Session], Callable[[], None
 _SESSION_EVENTS: dict[str, Callable[..., None]] = {}
 
 
+_listening = False
+"""Whether any session signal has ever had a receiver (or a capture): until then tracked
+sessions are not even listened to, so a commit costs exactly what it costs untracked."""
+
+
+def _start_listening() -> None:
+    global _listening
+    if _listening:
+        return
+    with _track_lock:
+        _listening = True
+        _relisten()
+
+
 def _relisten() -> None:
     """Listen on each tracked class that has no tracked superclass, and on nothing else
     (SQLAlchemy would call a listener of a class and of its subclass twice)."""
-    classes = {listened for _, listened, _ in _tracked.values()}
+    classes = {listened for _, listened, _ in _tracked.values()} if _listening else set()
     wanted = {c for c in classes if not any(c is not d and issubclass(c, d) for d in classes)}
     for cls in _listened - wanted:
         for name, handler in _SESSION_EVENTS.items():

@@ -3,6 +3,7 @@ targets, and pre_init / post_init."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -264,3 +265,31 @@ def test_string_naming_something_unmapped_in_an_imported_module_waits() -> None:
         assert post_save.receivers_for(Order) == []
     finally:
         assert post_save.disconnect(_noop, sender=path)
+
+
+def test_sessions_are_not_listened_to_before_a_session_signal_is_used() -> None:
+    # A fresh interpreter: this one's signals have long had receivers.
+    program = textwrap.dedent(
+        """
+        from sqlalchemy import event
+        from sqlalchemy.orm import Session
+        import asignals.sqlalchemy as orm
+        from asignals.testing import capture
+
+        orm.track()
+        assert not event.contains(Session, "after_flush", orm._after_flush)
+        orm.pre_init.connect(lambda **kw: None, weak=False)  # not a session signal
+        assert not event.contains(Session, "after_flush", orm._after_flush)
+        with capture(orm.post_delete):
+            pass
+        assert event.contains(Session, "after_flush", orm._after_flush)
+        orm.untrack()
+        assert not event.contains(Session, "after_flush", orm._after_flush)
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
