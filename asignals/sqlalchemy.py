@@ -599,15 +599,7 @@ def _known_key(instance: Any) -> Any:
 def _after_flush(session: Session, flush_context: Any) -> None:
     if post_save._idle() and post_delete._idle() and m2m_changed._idle():
         return
-    owner = _current_owner(session)
-    if owner is None:  # pragma: no cover - a flush always runs in a transaction
-        return
-    frames = _frames_of(session)
-    if frames is None:
-        frames = session.info[_INFO_KEY] = {}
-    frame = frames.get(owner)
-    if frame is None:
-        frame = frames[owner] = Frame()
+    frame = Frame()  # what this flush wrote; kept only if it is not empty
     # SQLAlchemy's own bookkeeping rather than session.new / .dirty / .deleted, which build
     # an IdentitySet of the objects on every call (a quarter of a microsecond per object).
     deleted = session._deleted
@@ -650,6 +642,19 @@ def _after_flush(session: Session, flush_context: Any) -> None:
             )
         if found[0]:
             frame.deleted(state, instance)
+    if not frame.records:
+        return  # nothing of interest was written: no bookkeeping at all for this commit
+    owner = _current_owner(session)
+    if owner is None:  # pragma: no cover - a flush always runs in a transaction
+        return
+    frames = _frames_of(session)
+    if frames is None:
+        frames = session.info[_INFO_KEY] = {}
+    earlier = frames.get(owner)
+    if earlier is None:
+        frames[owner] = frame
+    else:
+        earlier.merge(frame)
 
 
 def _record_links(frame: Frame, state: InstanceState[Any], instance: Any, shape: _Shape) -> None:
