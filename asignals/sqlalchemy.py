@@ -787,8 +787,14 @@ def _deliver(frame: Frame) -> None:
     failed: list[tuple[Send, Exception]] = []
     try:
         if all(inline.values()):
-            for signal, sender, payload in sends:
-                _send_inline(signal, sender, payload, prepared[(signal, sender)])
+            if any(signal._send_hook is not None for signal, _ in prepared):
+                for signal, sender, payload in sends:
+                    _send_inline(signal, sender, payload, prepared[(signal, sender)])
+            else:  # the hot path: _send_inline, written out
+                for signal, sender, payload in sends:
+                    plan, loop = prepared[(signal, sender)]
+                    if plan:
+                        _run_inline(loop(signal, plan, True, sender, payload))
         elif in_greenlet():
             failed = await_(_send_all(sends))
         elif not _sync._thread_runs_event_loop() and _sync._in_anyio_worker_thread():
