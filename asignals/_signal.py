@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-import heapq
 import math
 import sys
-import threading
-import weakref
 from collections.abc import Callable, Coroutine, Hashable, Iterable
-from functools import cached_property
+from types import FunctionType
 from typing import Any, Generic, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
 from . import _sync
+from ._connections import Connections
 from ._dispatch import Plan, Responses, loop_for, loops, run_concurrently
 from ._receivers import (
-    Connection,
-    Entry,
     Receiver,
-    Ref,
-    SenderKey,
     accepts_var_keyword,
     describe,
     is_coroutine_callable,
-    is_value_sender,
-    lookup_key,
     make_call,
     make_ref,
-    same_target,
-    sender_key,
-    strong_ref,
 )
 
 R = TypeVar("R", bound=Callable[..., Any])
@@ -39,11 +28,6 @@ Q = ParamSpec("Q")
 
 P = ParamSpec("P", default=...)
 """The payload of a typed signal (see `asignals.signal`); any payload when not given."""
-
-Plans = tuple[Plan, dict[SenderKey, tuple[Ref, Plan]]]
-"""The plan for any sender, and the plans of the senders that have their own connections,
-by `sender_key()` next to a reference that proves an ``id()`` key still means that
-sender."""
 
 
 class SendHook(Protocol):
@@ -56,7 +40,7 @@ class SendHook(Protocol):
         ...
 
 
-class AsyncSignal(Generic[P]):
+class AsyncSignal(Connections, Generic[P]):
     """An event that async code can ``await`` receivers for.
 
     Receivers are called as ``receiver(signal=signal, sender=sender, **payload)``, in the
@@ -112,17 +96,10 @@ class AsyncSignal(Generic[P]):
             )
         self._max_concurrency = max_concurrency
         self.__doc__ = doc
-        # Writers (connect, disconnect, pruning) hold the lock and publish new immutable
-        # values; sends read `_plans` once, without locking, so a send keeps the snapshot
-        # it started with and connect() is safe from any thread.
-        self._lock = threading.Lock()
-        self._connections: list[Connection] = []  # in connection order; sends never read it
-        self._index: dict[Hashable, Connection] = {}  # by lookup_key()
-        self._by_ref: dict[int, Connection] = {}  # by id() of its weak references
-        self._prune_pending = False  # a death arrived while the lock was held
-        self._plans: Plans = ((), {})
+        Connections.__init__(self)
         self._hook: SendHook | None = None
-        self._on_death = _death_callback(self)
+        self._coroutine_names: tuple[str, ...] = ()  # see _name_sends()
+        self._no_receiver_sends: tuple[Callable[[], Coroutine[Any, Any, Responses]], ...] = ()
 
     @property
     def label(self) -> str:
@@ -139,18 +116,32 @@ class AsyncSignal(Generic[P]):
                 return f"{module}.{variable}"
         return f"{module}:{line}"
 
-    @cached_property
-    def _coroutine_names(self) -> tuple[str, str, str, str]:
-        """The names the coroutine of each send mode carries, so that a forgotten ``await``
-        warns about ``order_paid.send`` (computed at the first send: by then an unnamed
-        signal has been assigned to its variable)."""
+    def _name_sends(self) -> tuple[str, ...]:
+        """Name the coroutines of the four send modes (at the first send, when an unnamed
+        signal has been assigned to its variable), so that a forgotten ``await`` warns
+        about ``order_paid.send``; return the names.
+
+        Sends read the two tuples as plain attributes, empty until this has run: a
+        ``cached_property`` there cost a tenth of a one-receiver send.
+        """
         label = self.label
-        return (
-            f"{label}.send",
-            f"{label}.send_robust",
-            f"{label}.gather",
-            f"{label}.gather_robust",
+        names = tuple(
+            f"{label}.{mode}" for mode in ("send", "send_robust", "gather", "gather_robust")
         )
+        no_receiver_sends = []
+        for name in names:
+            # A coroutine takes its name from its function: copies of _no_receivers named
+            # after each mode let that path pay nothing per send for the name.
+            send = FunctionType(_no_receivers.__code__, _no_receivers.__globals__, name)
+            send.__qualname__ = name
+            no_receiver_sends.append(send)
+        self._no_receiver_sends = tuple(no_receiver_sends)
+        self._coroutine_names = names
+        return names
+
+    def _first_no_receiver_sends(self) -> tuple[Callable[[], Coroutine[Any, Any, Responses]], ...]:
+        self._name_sends()
+        return self._no_receiver_sends
 
     def __repr__(self) -> str:
         if self.name is not None:
@@ -224,13 +215,7 @@ class AsyncSignal(Generic[P]):
                 f"{self!r}.connect(): {describe(receiver)} cannot be weakly referenced; "
                 f"pass weak=False to keep a strong reference to it"
             ) from None
-        sender_ref = None if sender is None else _sender_ref(sender, self._on_death)
-        key = lookup_key(receiver, sender, dispatch_uid)
-        call = make_call(is_async, to_thread, timeout)
-        with self._lock:
-            self._prune_if_pending()
-            if self._find(key, receiver, sender, dispatch_uid) is None:
-                self._add(Connection(ref, sender_ref, dispatch_uid, call, key))
+        self._connect(receiver, ref, sender, dispatch_uid, make_call(is_async, to_thread, timeout))
         return receiver
 
     def disconnect(
@@ -261,14 +246,7 @@ class AsyncSignal(Generic[P]):
                 f"{self!r}.disconnect() needs the receiver or the dispatch_uid it was "
                 f"connected with"
             )
-        key = lookup_key(receiver, sender, dispatch_uid)
-        with self._lock:
-            self._prune_if_pending()
-            found = self._find(key, receiver, sender, dispatch_uid)
-            if found is None:
-                return False
-            self._remove(found)
-        return True
+        return self._disconnect(receiver, sender, dispatch_uid)
 
     def receivers_for(self, sender: Any = None) -> list[Receiver]:
         """The live receivers a send from *sender* would call, in call order.
@@ -422,21 +400,25 @@ class AsyncSignal(Generic[P]):
             sender = args[0]
         else:
             sender = self._fix_send_arguments(args, payload)
-        plan = self._plan_to_send(sender, payload)
+        # _plan_to_send(), inlined: this is the hot path.
+        any_plan, sender_plans = self._plans
+        plan = self._plan_for(sender) if sender_plans else any_plan
+        if self._hook is not None:
+            plan = self._hook(sender, payload, plan)
+        if not plan:  # the common case for library signals: make it cheapest
+            return (self._no_receiver_sends or self._first_no_receiver_sends())[mode]()
+        shape = tuple(payload)
+        loop = loops.get(shape) or loop_for(shape)
         coroutine: Coroutine[Any, Any, Responses]
-        if not plan:
-            coroutine = _no_receivers()  # the common case for library signals: cheapest
+        if mode < 2:
+            coroutine = loop(self, plan, mode == 1, sender, payload)
         else:
-            shape = tuple(payload)
-            loop = loops.get(shape) or loop_for(shape)
-            if mode < 2:
-                coroutine = loop(self, plan, mode == 1, sender, payload)
-            else:
-                coroutine = run_concurrently(
-                    self, loop, plan, sender, payload, mode == 3, self._max_concurrency
-                )
+            coroutine = run_concurrently(
+                self, loop, plan, sender, payload, mode == 3, self._max_concurrency
+            )
         # A forgotten `await` then warns "coroutine 'order_paid.send' was never awaited".
-        coroutine.__qualname__ = self._coroutine_names[mode]  # type: ignore[attr-defined]
+        names = self._coroutine_names or self._name_sends()
+        coroutine.__qualname__ = names[mode]  # type: ignore[attr-defined]
         return coroutine
 
     def _plan_to_send(self, sender: Any, payload: dict[str, Any]) -> Plan:
@@ -467,24 +449,6 @@ class AsyncSignal(Generic[P]):
                 f"it once: send(sender, **payload)"
             )
         return named.pop("sender")
-
-    def _is_connected(self, receiver: Receiver, sender: Any) -> bool:
-        """Whether *receiver* is connected for *sender*, with or without a dispatch_uid."""
-        with self._lock:
-            connections = list(self._connections)
-        return any(c.is_for(sender) and same_target(c.ref(), receiver) for c in connections)
-
-    def _plan_for(self, sender: Any) -> Plan:
-        """The plan of a send from *sender*: its own, or else the plan for any sender."""
-        any_plan, sender_plans = self._plans
-        found = sender_plans.get(id(sender))
-        if found is not None and found[0]() is sender:
-            return found[1]
-        if is_value_sender(sender):  # matched by value, filed under (type, value)
-            found = sender_plans.get(sender_key(sender))
-            if found is not None:
-                return found[1]
-        return any_plan
 
     def _check_receiver(self, receiver: Any, to_thread: bool, timeout: float | None) -> bool:
         """Validate a receiver and its options; return whether it is a coroutine receiver."""
@@ -519,142 +483,9 @@ class AsyncSignal(Generic[P]):
                 )
         return is_async
 
-    # -- publishing (hold the lock) --------------------------------------------------------
-    # Sends read `_plans` without the lock, so every change publishes values that are whole
-    # on their own: a new tuple, or one sender's new plan stored into the dict in place (a
-    # send reads one plan from it, old or new, and a copy per connect would make a
-    # connection per object quadratic).
-
-    def _find(
-        self, key: Hashable, receiver: Receiver | None, sender: Any, dispatch_uid: Hashable | None
-    ) -> Connection | None:
-        found = self._index.get(key)
-        if found is not None and found.is_for(sender) and found.matches(receiver, dispatch_uid):
-            return found
-        return None
-
-    def _add(self, connection: Connection) -> None:
-        self._connections.append(connection)
-        self._index[connection.key] = connection
-        for ref in connection.weak_refs:
-            self._by_ref[id(ref)] = connection
-        any_plan, sender_plans = self._plans
-        entry = connection.entry
-        if connection.sender_ref is None:  # a new last entry in every plan
-            self._plans = (
-                (*any_plan, entry),
-                {key: (ref, (*plan, entry)) for key, (ref, plan) in sender_plans.items()},
-            )
-            return
-        key = connection.sender_key
-        found = sender_plans.get(key)
-        plan = found[1] if found is not None and found[0]() is not None else any_plan
-        sender_plans[key] = (connection.sender_ref, (*plan, entry))
-
-    def _remove(self, connection: Connection) -> None:
-        """Take out one connection, also one whose receiver or sender just died."""
-        self._connections.remove(connection)
-        if self._index.get(connection.key) is connection:
-            del self._index[connection.key]
-        for ref in connection.weak_refs:
-            self._by_ref.pop(id(ref), None)
-        any_plan, sender_plans = self._plans
-        entry = connection.entry
-        key = connection.sender_key
-        if key is None:  # connected for any sender: in every plan
-            self._plans = (
-                _without(any_plan, entry),
-                {key: (ref, _without(plan, entry)) for key, (ref, plan) in sender_plans.items()},
-            )
-            return
-        found = sender_plans.get(key)
-        if found is None:
-            return
-        plan = _without(found[1], entry)  # unchanged if the id now means another sender
-        if len(plan) > len(any_plan):
-            sender_plans[key] = (found[0], plan)
-        else:  # nothing of its own left: the sender goes back to the plan for any sender
-            del sender_plans[key]
-
-    def _publish(self, connections: list[Connection]) -> None:
-        """Rebuild everything from *connections*, in one pass.
-
-        The pass groups the connections by sender; each sender's plan merges its own
-        entries with the any-sender ones by connection index, so the cost is linear.
-        """
-        for_any: list[tuple[int, Entry]] = []
-        by_sender: dict[SenderKey, tuple[Ref, list[tuple[int, Entry]]]] = {}
-        for index, connection in enumerate(connections):
-            sender_ref = connection.sender_ref
-            if sender_ref is None:
-                for_any.append((index, connection.entry))
-            elif sender_ref() is not None:
-                by_sender.setdefault(connection.sender_key, (sender_ref, []))[1].append(
-                    (index, connection.entry)
-                )
-        sender_plans = {
-            key: (sender_ref, tuple(entry for _, entry in heapq.merge(for_any, own)))
-            for key, (sender_ref, own) in by_sender.items()
-        }
-        self._connections = connections
-        self._index = {connection.key: connection for connection in connections}
-        self._by_ref = {id(ref): c for c in connections for ref in c.weak_refs}
-        self._plans = (tuple(entry for _, entry in for_any), sender_plans)
-
-    def _forget(self, dead: Ref) -> None:
-        """A weak reference of one connection died: take that connection out."""
-        if self._lock.acquire(blocking=False):
-            try:
-                connection = self._by_ref.get(id(dead))
-                if connection is not None and any(ref is dead for ref in connection.weak_refs):
-                    self._remove(connection)
-            finally:
-                self._lock.release()
-        else:
-            # A connect() or disconnect() is running, perhaps in this very thread (the
-            # collection happened inside it): the next one prunes. Until then the loop
-            # skips the dead reference, which returns None.
-            self._prune_pending = True
-
-    def _prune_if_pending(self) -> None:
-        if self._prune_pending:
-            self._prune_pending = False
-            self._publish([c for c in self._connections if c.alive])
-
-
-def _without(plan: Plan, entry: Entry) -> Plan:
-    for index, candidate in enumerate(plan):
-        if candidate is entry:
-            return plan[:index] + plan[index + 1 :]
-    return plan
-
 
 async def _no_receivers() -> Responses:
     return []
-
-
-def _death_callback(signal: AsyncSignal) -> Callable[[Any], None]:
-    """A weakref callback that updates *signal* without keeping it alive."""
-    signal_ref = weakref.ref(signal)
-
-    def on_death(dead: Ref) -> None:
-        alive = signal_ref()
-        if alive is not None:
-            alive._forget(dead)
-
-    return on_death
-
-
-def _sender_ref(sender: Any, on_death: Callable[[Any], None]) -> Ref:
-    """Reference a sender weakly when possible, so that connecting does not keep it alive."""
-    if is_value_sender(sender):  # matched by value: hold the value the user named
-        return strong_ref(sender)
-    try:
-        return weakref.ref(sender, on_death)
-    except TypeError:
-        # Objects that cannot be weakly referenced and are not values (a list, an object
-        # with __slots__): the connection holds the sender and compares it by identity.
-        return strong_ref(sender)
 
 
 def _origin(signal: AsyncSignal[...]) -> tuple[str, int]:

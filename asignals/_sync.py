@@ -61,7 +61,8 @@ def run(
     shape = tuple(payload)
     loop = loops.get(shape) or loop_for(shape)
     coroutine = loop(signal, plan, robust, sender, payload)
-    coroutine.__qualname__ = f"{signal.label}.{method}_sync"  # type: ignore[attr-defined]
+    names = signal._coroutine_names or signal._name_sends()
+    coroutine.__qualname__ = f"{names[robust]}_sync"  # type: ignore[attr-defined]
     if all(call is SYNC for _, call in plan):
         return _run_inline(coroutine)
     return _private_loop().run(coroutine)
@@ -89,11 +90,8 @@ def _run_inline(coroutine: Coroutine[Any, Any, Responses]) -> Responses:
 
 
 def _thread_runs_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
+    # The low-level getter (in asyncio's __all__) answers None instead of raising.
+    if asyncio._get_running_loop() is not None:
         return True
     trio = sys.modules.get("trio")  # only when something imported it: trio may be absent
     return trio is not None and bool(trio.lowlevel.in_trio_run())

@@ -347,3 +347,63 @@ def test_a_script_sends_and_exits_cleanly() -> None:
         "['mailed 8', 'counted']",
     ]
     assert done.stderr == ""
+
+
+def test_without_a_loop_an_interrupt_outside_the_receiver_cancels_it_cleanly() -> None:
+    """KeyboardInterrupt from a loop callback leaves the send's task pending: it is
+    cancelled (its cleanup runs) before the interrupt goes on, and the loop stays usable."""
+    sig = AsyncSignal("s")
+    events: list[str] = []
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def receive(**kwargs: Any) -> str:
+        if not events:
+            asyncio.get_running_loop().call_soon(interrupt)
+            try:
+                await asyncio.sleep(10)
+            finally:
+                events.append("cleaned up")
+        return "fine"
+
+    sig.connect(receive)
+
+    def work() -> Any:
+        with pytest.raises(KeyboardInterrupt):
+            sig.send_sync(Shop)
+        return values(sig.send_sync(Shop))
+
+    assert run_in_fresh_thread(work) == ["fine"]
+    assert events == ["cleaned up"]
+
+
+def test_the_kept_loop_is_closed_at_exit_or_with_its_thread() -> None:
+    import gc
+    import weakref
+
+    from asignals._sync import _close_at_exit, _private_loop
+
+    def work() -> Any:
+        kept = _private_loop()
+        assert _private_loop() is kept
+        return weakref.ref(kept), kept._loop
+
+    ref, loop = run_in_fresh_thread(work)
+    gc.collect()
+    assert ref() is None  # went with its thread
+    assert loop.is_closed()
+
+    kept = _private_loop()  # this thread's
+    _close_at_exit(weakref.ref(kept))
+    assert kept._loop.is_closed()
+    kept.close()  # twice is fine
+    del _threads.loop
+    _close_at_exit(ref)  # a loop that is gone already: nothing to do
+
+
+def test_capture_sees_a_send_from_sync_code_without_a_loop() -> None:
+    sig = AsyncSignal("s")
+    with capture(sig) as sent:
+        assert sig.send_sync(Shop, n=1) == []
+    assert [s.payload for s in sent] == [{"n": 1}]
