@@ -41,6 +41,12 @@ def autodiscover(*packages: str | ModuleType, module: str = "signals") -> list[M
         raise ValueError(
             f"autodiscover(): module must be a plain module name such as 'signals', got {module!r}"
         )
+    if module == "__init__":
+        raise ValueError(
+            "autodiscover(): module='__init__' would import each package's __init__.py a "
+            "second time, as another module; name the submodule that connects the "
+            "receivers, such as 'signals'"
+        )
     found: list[ModuleType] = []
     for package in packages:
         if isinstance(package, str):

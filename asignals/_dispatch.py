@@ -17,12 +17,16 @@ the same loop compiled with ``**payload``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import keyword
 import linecache
 import logging
-from collections.abc import Callable, Coroutine, Iterator
-from types import CodeType
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from types import CodeType, TracebackType
+from typing import TYPE_CHECKING, Any, cast
+
+import anyio
 
 from ._receivers import ASYNC, SYNC, Entry, Receiver, describe
 
@@ -33,19 +37,26 @@ logger = logging.getLogger("asignals")
 
 Plan = tuple[Entry, ...]
 Responses = list[tuple[Receiver, Any]]
-Loop = Callable[[Any, Plan, bool, Any, dict[str, Any]], Coroutine[Any, Any, Responses]]
-"""``loop(signal, plan, robust, sender, payload)``: the compiled dispatch loop."""
+Loop = Callable[[Any, Iterable[Entry], bool, Any, dict[str, Any]], Coroutine[Any, Any, Responses]]
+"""``loop(signal, plan, robust, sender, payload)``: the compiled dispatch loop. The plan may
+be an iterator: what is left of it tells how far a loop got that was cut short."""
 
 
-def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> None:
-    """Log a receiver's exception that a robust send returns instead of raising."""
-    logger.error(
-        "Receiver %s of signal %r raised %s",
-        describe(receiver),
-        signal.label,
-        type(exc).__name__,
-        exc_info=exc,
-    )
+def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> Exception:
+    """Log a receiver's exception that a robust send returns instead of raising; return it.
+
+    Logging never breaks delivery: a failure of the logging itself (a filter or handler
+    that raises) is dropped.
+    """
+    with contextlib.suppress(Exception):  # a failing filter or handler: nobody to tell
+        logger.error(
+            "Receiver %s of signal %r raised %s",
+            describe(receiver),
+            signal.label,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+    return exc
 
 
 LOOP_SOURCE = '''\
@@ -67,10 +78,16 @@ async def run_in_order(signal, plan, robust, sender, payload):
         except Exception as exc:
             if not robust:
                 raise
-            log_failure(signal, receiver, exc)
-            response = exc
+            responses.append((receiver, log_failure(signal, receiver, exc)))
+            continue
         responses.append((receiver, response))
-    return responses
+    try:
+        return responses
+    finally:
+        # The traceback of a returned exception holds this frame: without this, the frame
+        # would hold the exception (in `responses`), a cycle that keeps the payload alive
+        # until the cycle collector runs. (No local but `responses` ever holds one.)
+        del responses
 '''
 
 
@@ -82,9 +99,17 @@ def _names_in(source: str) -> frozenset[str]:
 
 
 # A payload item named like one of these (`plan`, `Exception`, ...) would shadow it inside
-# a loop compiled with literal keywords, so such payloads take the ** loop.
-_LOOP_NAMES = _names_in(LOOP_SOURCE.format(unpack="", arguments="signal=signal, sender=sender"))
+# a loop compiled with literal keywords, so such payloads take the ** loop. `__debug__`
+# cannot be assigned at all.
+_LOOP_NAMES = _names_in(LOOP_SOURCE.format(unpack="", arguments="signal=signal, sender=sender")) | {
+    "__debug__"
+}
 _MAX_SHAPES = 256  # beyond this many payload shapes, new ones share the ** loop
+# Beyond this many payload names, the ** loop: names may come from user input
+# (`send(self, **form)`), and CPython's compiler takes time quadratic in the number of
+# keywords of one call (10,000 names: seconds, blocking the event loop). Keyword passing
+# beats ** for a handful of names; a payload of 32 is already rare.
+_MAX_NAMES = 32
 loops: dict[tuple[str, ...], Loop] = {}
 """Compiled loops by payload names; the send path reads it directly."""
 
@@ -116,7 +141,7 @@ def loop_for(shape: tuple[str, ...]) -> Loop:
     cache first, which the hot path does inline); compiled on first use."""
     loop = loops.get(shape)
     if loop is None:
-        if len(loops) >= _MAX_SHAPES:
+        if len(loops) >= _MAX_SHAPES or len(shape) > _MAX_NAMES:
             return _any_payload_loop
         # ASCII only: the compiler NFKC-normalises identifiers, so "ﬁle" would become "file".
         spellable = all(
@@ -158,7 +183,12 @@ async def run_concurrently(
             return []
 
         await _run_all([worker() for _ in range(max_concurrency)])
-    return [response for responses in outcomes for response in responses]
+    flat = [response for responses in outcomes for response in responses]
+    # A receiver's frame reaches the task that ran it (frames link to their callers), and
+    # that task's frame reaches `outcomes`: emptied, so that an exception returned in the
+    # responses is not in a reference cycle that keeps the payload alive.
+    outcomes.clear()
+    return flat
 
 
 def _parts(plan: Plan) -> list[Plan]:
@@ -212,44 +242,158 @@ async def _run_all_in_trio_nursery(
     return results
 
 
+_GATHER_FAILED = "a receiver failed during gather(); the others were cancelled"
+_CANCEL_MESSAGE = "asignals gather() is cancelling its receivers"
+_SHIELD_POLL = 0.001  # seconds between looks at receivers that wait in a shielded scope
+
+
 async def _run_all_in_asyncio_tasks(
     event_loop: asyncio.AbstractEventLoop, coroutines: list[Coroutine[Any, Any, Responses]]
 ) -> list[Responses]:
-    """The same contract with plain asyncio tasks, for speed.
+    """The same contract with plain asyncio tasks, cancelled the way anyio cancels.
 
-    anyio's task group costs about five times the stdlib's per task, and the stdlib's
-    TaskGroup before Python 3.13 leaves the caller's cancellation count raised after a
-    child fails (CPython gh-116720), which breaks timeouts around a failed gather. Tasks
-    and ``asyncio.wait`` have neither problem.
+    A task each, and no anyio task group or cancel scope per task: those cost two to four
+    times the whole task (design.md, "Gather"). What a task group would add, `_Children`
+    does only once something has to be cancelled: level-style cancellation that respects
+    anyio shields. Every child reports its own end, so the normal path is one future,
+    one counter and one task per part (cheaper than ``asyncio.wait``).
     """
-    tasks = [event_loop.create_task(coroutine) for coroutine in coroutines]
-    try:
-        _, running = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    except BaseException:  # the caller was cancelled
-        await _cancel_and_wait(tasks)
-        raise
-    if running or any(_failed(task) for task in tasks):
-        await _cancel_and_wait(tasks)
-        raise BaseExceptionGroup(
-            "a receiver failed during gather(); the others were cancelled",
-            [error for task in tasks if _failed(task) and (error := task.exception())],
-        )
-    return [task.result() for task in tasks]
-
-
-def _failed(task: asyncio.Task[Any]) -> bool:
-    return task.done() and not task.cancelled() and task.exception() is not None
-
-
-async def _cancel_and_wait(tasks: list[asyncio.Task[Responses]]) -> None:
-    """Cancel *tasks* and wait until every one has finished, even if cancelled meanwhile."""
-    for task in tasks:
-        task.cancel()
-    cancelled: BaseException | None = None
-    while running := [task for task in tasks if not task.done()]:
+    children = _Children(event_loop, len(coroutines))
+    for index, coroutine in enumerate(coroutines):
+        children.tasks.append(event_loop.create_task(_child(children, index, coroutine)))
+    caller_cancelled: BaseException | None = None
+    if children.pending:
+        children.waiter = event_loop.create_future()
         try:
-            await asyncio.wait(running)
-        except BaseException as exc:  # cancelled again: finish waiting, then propagate
-            cancelled = exc
-    if cancelled is not None:
-        raise cancelled
+            await children.waiter
+        except BaseException as exc:  # the caller is cancelled (or interrupted)
+            caller_cancelled = exc
+            children.stop()
+            await children.wait_for_all()
+    errors, children.errors = children.errors, []  # the children's frames hold `children`
+    try:
+        if caller_cancelled is not None:
+            failures = [e for e in errors if not isinstance(e, asyncio.CancelledError)]
+            if failures:  # raised while being cancelled: not lost, and neither is the cancel
+                raise BaseExceptionGroup(_GATHER_FAILED, [*failures, caller_cancelled])
+            raise caller_cancelled
+        if errors:
+            raise BaseExceptionGroup(_GATHER_FAILED, errors)
+    finally:
+        del caller_cancelled, errors  # no cycle through this frame's traceback
+    return children.results
+
+
+class _Children:
+    """The tasks of one asyncio gather: how many are still running, their results and
+    failures, and (once stopping) the cancellation that anyio would deliver to them."""
+
+    __slots__ = ("errors", "event_loop", "pending", "results", "stopping", "tasks", "waiter")
+
+    def __init__(self, event_loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self.event_loop = event_loop
+        self.tasks: list[asyncio.Task[None]] = []
+        self.pending = count
+        self.results: list[Responses] = [[] for _ in range(count)]
+        self.errors: list[BaseException] = []
+        self.stopping = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    def stop(self) -> None:
+        """Cancel every child until it has finished (a child not started yet never starts)."""
+        if not self.stopping:
+            self.stopping = True
+            self._deliver()
+
+    def _deliver(self) -> None:
+        """Cancel each running child once more; again on the next turn of the loop.
+
+        Level-style, as anyio's cancel scopes cancel: a receiver that catches the
+        cancellation and awaits again (cleanup in ``finally``) is cancelled again. A child
+        inside a shielded anyio scope is left alone, as anyio leaves it: that is how a
+        ``to_thread`` receiver without a timeout is waited for, never abandoned.
+        """
+        if not self.pending:
+            return
+        again = shielded = False
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task.done() or task is current or not _started(task):
+                continue  # a child that has not started sees `stopping` when it does
+            if _in_shielded_scope(task):
+                shielded = True
+            else:
+                task.cancel(_CANCEL_MESSAGE)
+                again = True
+        if again:
+            self.event_loop.call_soon(self._deliver)
+        elif shielded:  # nothing to cancel until a shield ends: look again shortly, not busily
+            self.event_loop.call_later(_SHIELD_POLL, self._deliver)
+
+    async def wait_for_all(self) -> None:
+        """Wait until every child has finished, whatever cancels the caller meanwhile.
+
+        Shielded from anyio, which would otherwise cancel this task again on every turn of
+        the loop; a native ``Task.cancel()`` is absorbed here too: the children are being
+        cancelled already, and nothing is left running behind the caller's back.
+        """
+        with anyio.CancelScope(shield=True):
+            while self.pending:
+                self.waiter = self.event_loop.create_future()
+                try:
+                    await self.waiter
+                except asyncio.CancelledError:
+                    continue
+
+
+async def _child(
+    children: _Children, index: int, coroutine: Coroutine[Any, Any, Responses]
+) -> None:
+    """One part of a gather, in a task of its own: it reports its result or its failure to
+    *children* instead of raising, so that nothing escapes the event loop (asyncio re-raises
+    a task's KeyboardInterrupt or SystemExit out of ``run_until_complete``)."""
+    if children.stopping:  # cancelled before it started: run nothing
+        coroutine.close()
+    else:
+        try:
+            children.results[index] = await coroutine
+        except BaseException as exc:
+            if not (isinstance(exc, asyncio.CancelledError) and children.stopping):
+                # The traceback starts at this frame, which holds `children`: start it below.
+                children.errors.append(exc.with_traceback(_below(exc.__traceback__)))
+                children.stop()
+    children.pending -= 1
+    waiter = children.waiter
+    if not children.pending and waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+def _below(traceback: TracebackType | None) -> TracebackType | None:
+    return traceback.tb_next if traceback is not None else None
+
+
+def _started(task: asyncio.Task[Any]) -> bool:
+    coroutine = cast(Coroutine[Any, Any, None], task.get_coro())  # one of ours: _child()
+    return inspect.getcoroutinestate(coroutine) != inspect.CORO_CREATED
+
+
+def _in_shielded_scope(task: asyncio.Task[Any]) -> bool:
+    """Whether *task* is inside an anyio ``CancelScope(shield=True)`` right now.
+
+    anyio's asyncio backend keeps each task's innermost cancel scope in a private table,
+    which its own task groups consult to leave shielded work alone. This reads it, only
+    while a gather is cancelling its receivers, and answers False should anyio stop keeping
+    it that way (tests/test_gather_cancellation.py would then fail).
+    """
+    try:
+        from anyio._backends._asyncio import _task_states
+
+        state = _task_states.get(task)
+        scope = None if state is None else state.cancel_scope
+        while scope is not None:
+            if scope.shield:
+                return True
+            scope = scope._parent_scope
+    except (ImportError, AttributeError):  # pragma: no cover - another anyio
+        pass
+    return False

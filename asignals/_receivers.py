@@ -55,14 +55,22 @@ def strong_ref(obj: object) -> Ref:
 
 
 def describe(obj: object) -> str:
-    """A short, human name for a receiver or sender, for error messages and logs."""
-    if isinstance(obj, functools.partial):
-        return f"functools.partial({describe(obj.func)}, ...)"
-    qualname = getattr(obj, "__qualname__", None)
-    module = getattr(obj, "__module__", None)
-    if isinstance(qualname, str):
-        return f"{module}.{qualname}" if isinstance(module, str) else qualname
-    return repr(obj)
+    """A short, human name for a receiver or sender, for error messages and logs.
+
+    Never raises: an object whose ``__qualname__``, ``__module__`` or ``__repr__`` raises
+    is named by its type and id, so that an error message or a log record cannot itself
+    fail (and, in a robust send, stop the receivers after it).
+    """
+    try:
+        if isinstance(obj, functools.partial):
+            return f"functools.partial({describe(obj.func)}, ...)"
+        qualname = getattr(obj, "__qualname__", None)
+        module = getattr(obj, "__module__", None)
+        if isinstance(qualname, str):
+            return f"{module}.{qualname}" if isinstance(module, str) else qualname
+        return repr(obj)
+    except Exception:
+        return object.__repr__(obj)
 
 
 def is_coroutine_callable(obj: object) -> bool:

@@ -453,7 +453,9 @@ class AsyncSignal(Connections, Generic[P]):
     def _check_receiver(self, receiver: Any, to_thread: bool, timeout: float | None) -> bool:
         """Validate a receiver and its options; return whether it is a coroutine receiver."""
         if not callable(receiver):
-            raise TypeError(f"{self!r}.connect(): receivers must be callable, got {receiver!r}")
+            raise TypeError(
+                f"{self!r}.connect(): receivers must be callable, got {describe(receiver)}"
+            )
         if not accepts_var_keyword(receiver):
             raise TypeError(
                 f"Signal receivers must accept keyword arguments (**kwargs): add **kwargs to "
@@ -470,7 +472,11 @@ class AsyncSignal(Connections, Generic[P]):
                 raise TypeError(
                     f"{self!r}.connect(): timeout must be a number of seconds, got {timeout!r}"
                 )
-            if not (timeout > 0 and math.isfinite(timeout)):
+            try:
+                usable = timeout > 0 and math.isfinite(timeout)
+            except OverflowError:  # an int too large for a float: no timer can take it
+                usable = False
+            if not usable:
                 raise ValueError(
                     f"{self!r}.connect(): timeout must be a positive, finite number of "
                     f"seconds, got {timeout!r}"

@@ -21,6 +21,8 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, NamedTuple
 
 from ._dispatch import Plan
+from ._hooks import TESTING as _TESTING
+from ._hooks import add_hook, find_hook, remove_hook
 from ._receivers import Receiver, same_sender
 from ._signal import AsyncSignal
 
@@ -103,14 +105,15 @@ class _Hook:
 def _hooked(signal: AsyncSignal, helper: str) -> Iterator[_Hook]:
     if not isinstance(signal, AsyncSignal):
         raise TypeError(f"{helper}() takes AsyncSignal objects, got {signal!r}")
-    installed = signal._hook
-    hook = installed if isinstance(installed, _Hook) else _Hook()
-    signal._hook = hook
+    hook = find_hook(signal, _Hook)
+    if hook is None:  # the first active helper on this signal (a bridge's hook may be there)
+        hook = _Hook()
+        add_hook(signal, hook, _TESTING)
     try:
         yield hook
     finally:
         if not hook.muted and not hook.captures:
-            signal._hook = None
+            remove_hook(signal, hook)
 
 
 @contextmanager

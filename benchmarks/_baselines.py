@@ -1,10 +1,12 @@
 """Baselines: what a user would write by hand instead of sending a signal.
 
-* The hand loop calls the same receivers with the same keywords,
-  ``r(signal=s, sender=sender, **payload)``, in order, inline in the caller (no extra
-  coroutine), collecting ``(receiver, response)`` tuples; it awaits coroutine receivers,
-  and the robust variant wraps each call in ``try/except Exception``. A second, stricter
-  hand loop spells the payload as literal keywords, the floor for any dispatcher.
+* The strict floor calls the same receivers in order, inline in the caller (no extra
+  coroutine), with the payload as literal keywords and every name a fast local,
+  ``for r in rs: out.append((r, r(signal=s, sender=S, value=v)))``, collecting
+  ``(receiver, response)`` tuples; it awaits coroutine receivers, and the robust variant
+  wraps each call in ``try/except Exception``. It is the baseline of the sequential modes.
+* The ``**payload`` hand loop is the same loop as most people write it,
+  ``r(signal=s, sender=sender, **payload)``: a second, labelled reference.
 * Raw task groups start one task per receiver: ``asyncio.TaskGroup`` or a trio nursery,
   and ``asyncio.gather``. A sync receiver needs a small coroutine around it to become a
   task; so does a robust call, to turn its exception into its response.
@@ -68,11 +70,13 @@ def hand_loop(setup: Setup) -> Batch:
     return batch
 
 
-def hand_loop_literal(setup: Setup) -> Batch:
-    """The hand loop with the payload spelled as literal keywords (``value=value``).
+def strict_floor(setup: Setup) -> Batch:
+    """The strict floor: the hand loop with literal keywords and every name a fast local.
 
-    The strictest baseline: no keyword dict is built or unpacked per call. It knows the
-    payload's one name, as hand-written code at a call site does.
+    ``for r in rs: out.append((r, r(signal=s, sender=S, value=v)))``: no keyword dict is
+    built or unpacked per call, and the loop reads nothing from a closure or a global. It
+    knows the payload's one name, as hand-written code at a call site does. No dispatcher
+    can do less and still call every receiver and collect its response.
     """
     receivers = setup.receivers
     signal, sender = setup.signal, setup.sender
@@ -83,42 +87,46 @@ def hand_loop_literal(setup: Setup) -> Batch:
     if sync and not robust:
 
         async def batch(k: int) -> None:
+            rs, s, S, v = receivers, signal, sender, value
             for _ in range(k):
-                responses = []
-                for r in receivers:
-                    responses.append((r, r(signal=signal, sender=sender, value=value)))
+                out = []
+                for r in rs:
+                    out.append((r, r(signal=s, sender=S, value=v)))
 
     elif sync:
 
         async def batch(k: int) -> None:
+            rs, s, S, v = receivers, signal, sender, value
             for _ in range(k):
-                responses = []
-                for r in receivers:
+                out = []
+                for r in rs:
                     try:
-                        response = r(signal=signal, sender=sender, value=value)
+                        response = r(signal=s, sender=S, value=v)
                     except Exception as exc:
                         response = exc
-                    responses.append((r, response))
+                    out.append((r, response))
 
     elif not robust:
 
         async def batch(k: int) -> None:
+            rs, s, S, v = receivers, signal, sender, value
             for _ in range(k):
-                responses = []
-                for r in receivers:
-                    responses.append((r, await r(signal=signal, sender=sender, value=value)))
+                out = []
+                for r in rs:
+                    out.append((r, await r(signal=s, sender=S, value=v)))
 
     else:
 
         async def batch(k: int) -> None:
+            rs, s, S, v = receivers, signal, sender, value
             for _ in range(k):
-                responses = []
-                for r in receivers:
+                out = []
+                for r in rs:
                     try:
-                        response = await r(signal=signal, sender=sender, value=value)
+                        response = await r(signal=s, sender=S, value=v)
                     except Exception as exc:
                         response = exc
-                    responses.append((r, response))
+                    out.append((r, response))
 
     return batch
 

@@ -120,9 +120,22 @@ class InProcessRow:
     variant: str
     description: str
     ns: float | None = None  # best (min) ns per request
+    bare_ns: float | None = None  # the bare app's best, timed interleaved with this variant
     ratio: float | None = None  # vs the bare app
-    overhead_ns: float | None = None  # ns - the bare app's ns
+    overhead_ns: float | None = None  # ns - bare_ns: what the middleware adds per request
+    overhead_ratio: float | None = None  # overhead / the floor middleware's overhead
     na: str | None = None
+
+
+@dataclass
+class OtherPython:
+    """The dispatch section run by another interpreter (``--also-python``)."""
+
+    interpreter: str  # the path it was started as
+    python: str = ""  # e.g. "CPython 3.12.1", from its own run
+    system: dict[str, str] = field(default_factory=dict)
+    dispatch: list[DispatchRow] = field(default_factory=list)
+    na: str | None = None  # why it did not run
 
 
 @dataclass
@@ -183,6 +196,9 @@ class Settings:
     footprint_receivers: int
     churn_cycles: int
     peers: bool
+    asgi_in_process_repeats: int = 11
+    other_pythons: list[str] = field(default_factory=list)  # interpreters for dispatch
+    other_loops: list[LoopName] = field(default_factory=lambda: ["asyncio"])
 
 
 @dataclass
@@ -200,6 +216,7 @@ class Results:
     churn: list[ChurnRow] = field(default_factory=list)
     memory_notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # section -> reason
+    other_pythons: list[OtherPython] = field(default_factory=list)
     targets: list[TargetRow] = field(default_factory=list)
 
 

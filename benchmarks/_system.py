@@ -12,6 +12,9 @@ from pathlib import Path
 
 from .peers import PEER_DISTRIBUTIONS
 
+DISTRIBUTIONS = ("asignals-dispatch", "asignals")
+"""asignals' distribution name, then the one it had before (an older install)."""
+
 
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
@@ -38,6 +41,14 @@ def version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+def asignals_version() -> str:
+    for name in DISTRIBUTIONS:
+        found = version(name)
+        if found != "not installed":
+            return found
+    return "not installed"
 
 
 def _package_dir() -> Path:
@@ -105,7 +116,7 @@ def describe() -> dict[str, str]:
         "cpus": cpus(),
         "loops": (f"asyncio (stdlib), uvloop {version('uvloop')}, trio {version('trio')}"),
         "asignals": (
-            f"{version('asignals')} ({_revision_text()}, sources {source_digest()}), "
+            f"{asignals_version()} ({_revision_text()}, sources {source_digest()}), "
             f"anyio {version('anyio')}"
         ),
         "load": load_average(),

@@ -3,7 +3,10 @@
 Two views of the variants of :mod:`benchmarks.asgi_app`:
 
 * In process: the app called directly with a fake server connection, timed like the
-  dispatch section. No sockets, no server: the overhead each variant adds, free of noise.
+  dispatch section. No sockets, no server: the overhead each variant adds per request
+  (its time minus the bare app's, the two timed interleaved), free of noise. The
+  baseline is the floor: a hand-written pure ASGI middleware that calls the same receiver
+  with the same payload on started and finished (lower is better).
 * Under load: each variant in its own uvicorn process on 127.0.0.1 (a free port,
   ``--no-access-log``, one worker), ``wrk --latency`` loading it from another core (see
   :mod:`._wrk`). All variants of one event loop are started together and measured in
@@ -38,9 +41,11 @@ from ._wrk import (
 
 READY_TIMEOUT = 30.0
 BASELINE = "bare"
+FLOOR = "floor"
 VARIANTS: dict[str, str] = {
     "bare": "Starlette app, no middleware",
     "noop": "+ no-op pure ASGI middleware",
+    "floor": "+ hand-written floor middleware calling the receiver on started+finished",
     "signals_none": "+ SignalMiddleware, no receivers",
     "signals_async": "+ SignalMiddleware, coroutine receiver on started+finished",
     "signals_sync": "+ SignalMiddleware, sync receiver on started+finished",
@@ -156,43 +161,79 @@ def _request_batch(app: Callable[..., Any]) -> Batch:
     return batch
 
 
+IN_PROCESS_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("noop", FLOOR, "signals_none", "basehttp"),
+    (FLOOR, "signals_async"),
+    (FLOOR, "signals_sync"),
+)
+"""Variants timed together, interleaved, each group with a bare app and the floor of its own.
+
+A group's variants may share the process's global signals: the receivers a variant
+connects are connected for the whole group, so a variant that must see no receivers
+(``signals_none``) is never grouped with one that connects some. The bare app, the no-op
+and the floor middleware send no signals, so connections do not change their cost.
+"""
+
+
 def _in_process(loop: str, settings: Settings, progress: Progress) -> list[InProcessRow]:
     """Time per request of every variant, called directly on *loop*: the overhead, noise-free.
 
-    Variants run one after another, not interleaved: their receivers are connected to the
-    same global signals, so each variant's are disconnected before the next is built.
+    Each group of :data:`IN_PROCESS_GROUPS` is timed interleaved with a bare app of its own,
+    so that a variant's overhead (its time minus the bare app's) and its ratio to the floor
+    middleware's overhead come from the same rounds. Between groups, every receiver is
+    disconnected again.
     """
     from . import asgi_app
 
-    rows: list[InProcessRow] = []
+    rows = {variant: InProcessRow(loop, variant, VARIANTS[variant]) for variant in VARIANTS}
+    bare_samples: list[float] = []
     try:
-        for variant, description in VARIANTS.items():
-            progress.step(f"{loop} {variant} in process")
-            batch = _request_batch(asgi_app.FACTORIES[variant]())
+        for group in IN_PROCESS_GROUPS:
+            for variant in group:
+                if variant != FLOOR or rows[FLOOR].ns is None:
+                    progress.step(f"{loop} {variant} in process")
+            names = (BASELINE, *group)
+            batches = {name: _request_batch(asgi_app.FACTORIES[name]()) for name in names}
 
-            async def main(batch: Batch = batch) -> dict[str, Timing | NotApplicable]:
+            async def main(
+                batches: dict[str, Batch] = batches,
+            ) -> dict[str, Timing | NotApplicable]:
                 return await measure(
-                    {"request": batch},
+                    batches,
                     target_ns=settings.batch_target_ms * 1e6,
-                    repeats=settings.repeats,
+                    repeats=settings.asgi_in_process_repeats,
                 )
 
-            outcome = run_on_loop(cast(LoopName, loop), main)["request"]
+            outcome = run_on_loop(cast(LoopName, loop), main)
             asgi_app.disconnect_all()
-            row = InProcessRow(loop, variant, description)
-            if isinstance(outcome, NotApplicable):
-                row.na = outcome.reason
-            else:
-                row.ns = outcome.best_ns
-            rows.append(row)
+            bare = outcome[BASELINE]
+            if isinstance(bare, NotApplicable):
+                for variant in group:
+                    rows[variant].na = rows[variant].na or f"the bare app: {bare.reason}"
+                continue
+            bare_samples.append(bare.best_ns)
+            floor = outcome.get(FLOOR)
+            floor_overhead = floor.best_ns - bare.best_ns if isinstance(floor, Timing) else None
+            for variant in group:
+                measured, row = outcome[variant], rows[variant]
+                if variant == FLOOR and row.ns is not None:
+                    continue  # the floor's own row comes from the first group
+                if isinstance(measured, NotApplicable):
+                    row.na = measured.reason
+                    continue
+                row.ns, row.bare_ns = measured.best_ns, bare.best_ns
+                row.ratio = row.ns / row.bare_ns
+                row.overhead_ns = row.ns - row.bare_ns
+                if floor_overhead:
+                    row.overhead_ratio = row.overhead_ns / floor_overhead
     finally:
         asgi_app.disconnect_all()
-    bare = next((row for row in rows if row.variant == BASELINE and row.ns), None)
-    for row in rows:
-        if bare is not None and bare.ns and row.ns is not None:
-            row.ratio = row.ns / bare.ns
-            row.overhead_ns = row.ns - bare.ns
-    return rows
+    progress.advance(1)  # the bare app, timed within every group
+    if bare_samples:
+        base = rows[BASELINE]
+        base.ns = base.bare_ns = min(bare_samples)
+        base.ratio, base.overhead_ns = 1.0, 0.0
+    return list(rows.values())
 
 
 def _run_loop(

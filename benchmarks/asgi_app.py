@@ -7,6 +7,7 @@ variant's factory never leak into another's measurement.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,7 +17,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from asignals import request_finished, request_started
-from asignals.asgi import ASGIApp, Receive, Scope, Send, SignalMiddleware
+from asignals.asgi import ASGIApp, Message, Receive, Scope, Send, SignalMiddleware
 
 
 async def homepage(request: Request) -> Response:
@@ -45,6 +46,54 @@ class NoopMiddleware:
         await self.app(scope, receive, send)
 
 
+class FloorMiddleware:
+    """The floor: a hand-written pure ASGI middleware doing the signal variant's work.
+
+    It calls the same receiver with the same payload that ``SignalMiddleware`` sends on
+    ``request_started`` and ``request_finished``, directly, with nothing to look up: the
+    least a middleware can do to report a request's start and end with its status.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status_code: int | None = None
+        response_complete = False
+        exception: BaseException | None = None
+
+        async def observe_send(message: Message) -> None:
+            nonlocal status_code, response_complete
+            await send(message)
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            elif message["type"] == "http.response.body":
+                response_complete = not message.get("more_body", False)
+
+        started = time.perf_counter()
+        await on_request(signal=request_started, sender=FloorMiddleware, scope=scope)
+        try:
+            await self.app(scope, receive, observe_send)
+        except Exception as exc:
+            exception = exc
+            raise
+        finally:
+            await on_request(
+                signal=request_finished,
+                sender=FloorMiddleware,
+                scope=scope,
+                status_code=status_code,
+                response_complete=response_complete,
+                disconnected=False,
+                exception=exception,
+                duration=time.perf_counter() - started,
+                close_code=None,
+            )
+
+
 class HooksMiddleware(BaseHTTPMiddleware):
     """The same two hooks as the signal variant, the way many apps write them today."""
 
@@ -61,6 +110,10 @@ def bare() -> ASGIApp:
 
 def noop() -> ASGIApp:
     return NoopMiddleware(_starlette())
+
+
+def floor() -> ASGIApp:
+    return FloorMiddleware(_starlette())
 
 
 def signals_none() -> ASGIApp:
@@ -88,6 +141,7 @@ def basehttp() -> ASGIApp:
 FACTORIES = {
     "bare": bare,
     "noop": noop,
+    "floor": floor,
     "signals_none": signals_none,
     "signals_async": signals_async,
     "signals_sync": signals_sync,

@@ -21,6 +21,7 @@ from ._model import (
     Kind,
     LoopName,
     Mode,
+    OtherPython,
     Results,
     Settings,
     TargetRow,
@@ -29,7 +30,7 @@ from ._timing import STATISTIC
 from ._wrk import BUSY_CORES
 from .dispatch import block_baseline
 
-JSON_SCHEMA = 1
+JSON_SCHEMA = 2
 
 
 # -- formatting helpers -------------------------------------------------------------------
@@ -104,12 +105,13 @@ def format_header(results: Results) -> str:
 def format_dispatch(results: Results) -> str:
     rows = results.dispatch
     s = results.settings
-    out = [heading("dispatch: time per send")]
+    out = [heading(f"dispatch: time per send on {results.system['python']} (lower is better)")]
     out.append(
         "Each cell: the best time per send, then that time divided by the block's baseline"
-        "\n(hand loop for send/send_robust; raw task group for gather/gather_robust, which"
-        "\non trio is a nursery). Payload: one keyword, value=42; sender: a class."
-        "\nn/a [k]: the implementation cannot run that case; reason k is listed at the end."
+        "\n(the strict floor for send/send_robust; the raw task group for gather/"
+        "gather_robust,\nwhich on trio is a nursery). Lower is better. Payload: one keyword,"
+        " value=42;\nsender: a class. n/a [k]: the implementation cannot run that case; "
+        "reason k is\nlisted at the end."
     )
     out += ["", "Implementations:"] + [f"  {note}" for note in results.dispatch_notes]
     loops: list[LoopName] = []
@@ -139,7 +141,7 @@ def _dispatch_block(
     baseline = block[0].baseline
     if loop == "trio" and baseline == "raw task group":
         baseline = "raw task group (trio nursery)"
-    title = f"{mode} · {KIND_TITLES[kind]} · {loop}  [ratio vs {baseline}]"
+    title = f"{mode} · {KIND_TITLES[kind]} · {loop}  [ratio vs {baseline}; lower is better]"
     names: list[str] = []
     for row in block:
         if row.impl not in names:
@@ -165,19 +167,13 @@ def format_asgi(results: Results) -> str:
         out.append(results.skipped["asgi"])
         return "\n".join(out)
     out.append(
-        "In process: the app called directly with a fake server (one GET /, a Starlette "
-        "route\nanswering 'ok'); min time per request; the overhead is what each variant adds."
+        "In process: the app called directly with a fake server (one GET /, a Starlette route"
+        "\nanswering 'ok'); min time per request. Each variant is timed interleaved with a bare"
+        "\napp: its overhead is its time minus that bare app's, per request. Baseline: the"
+        "\nhand-written floor middleware, which calls the same receiver with the same payload"
+        "\non started and finished. Lower is better."
     )
-    body = [
-        [
-            f"{row.loop:7} {row.description}",
-            "n/a" if row.ns is None else fmt_ns(row.ns),
-            fmt_ratio(row.ratio),
-            "" if row.overhead_ns is None else f"{row.overhead_ns / 1000:+.2f} µs",
-        ]
-        for row in results.asgi_inprocess
-    ]
-    out += ["", table(["loop    variant", "per request", "xbare", "overhead"], body)]
+    out += ["", table(_inprocess_header(), _inprocess_body(results.asgi_inprocess))]
     out += [f"  n/a {row.loop} {row.variant}: {row.na}" for row in results.asgi_inprocess if row.na]
     out.append("\nUnder load: uvicorn on 127.0.0.1, wrk as the client.")
     if "wrk" in results.skipped:
@@ -228,6 +224,23 @@ def format_asgi(results: Results) -> str:
     return "\n".join(out)
 
 
+def _inprocess_header() -> list[str]:
+    return ["loop    variant", "per request", "bare app", "overhead", "x floor's overhead"]
+
+
+def _inprocess_body(rows: list[InProcessRow]) -> list[list[str]]:
+    return [
+        [
+            f"{row.loop:7} {row.description}",
+            "n/a" if row.ns is None else fmt_ns(row.ns),
+            "" if row.bare_ns is None else fmt_ns(row.bare_ns),
+            "" if row.overhead_ns is None else f"{row.overhead_ns / 1000:+.2f} µs",
+            fmt_ratio(row.overhead_ratio),
+        ]
+        for row in rows
+    ]
+
+
 def format_memory(results: Results) -> str:
     out = [heading("memory")]
     if "memory" in results.skipped:
@@ -269,6 +282,115 @@ def format_memory(results: Results) -> str:
     return "\n".join(out)
 
 
+def pythons_side_by_side(results: Results) -> list[tuple[str, list[DispatchRow]]]:
+    """(Python, its dispatch rows) for this run and every other Python that ran."""
+    runs = [(results.system.get("python", "?"), results.dispatch)] if results.dispatch else []
+    runs += [(other.python, other.dispatch) for other in results.other_pythons if other.dispatch]
+    return runs
+
+
+def python_cases(
+    runs: list[tuple[str, list[DispatchRow]]], loop: LoopName = "asyncio"
+) -> list[tuple[Mode, Kind, int]]:
+    """Every (mode, kind, N) that asignals ran on *loop* in some Python, in grid order."""
+    seen = {(r.mode, r.kind, r.n) for _, rows in runs for r in rows if r.loop == loop}
+    counts = sorted({n for _, _, n in seen})
+    return [(m, k, n) for m in MODES for k in KINDS for n in counts if (m, k, n) in seen]
+
+
+def python_cell(rows: list[DispatchRow], loop: LoopName, mode: Mode, kind: Kind, n: int) -> str:
+    row = next(
+        (
+            r
+            for r in rows
+            if (r.loop, r.mode, r.kind, r.n, r.impl) == (loop, mode, kind, n, "asignals")
+        ),
+        None,
+    )
+    if row is None:
+        return ""
+    if row.ns is None:
+        return "n/a"
+    return f"{fmt_ns(row.ns)} {fmt_ratio(row.ratio):>6}"
+
+
+def format_pythons(results: Results, loop: LoopName = "asyncio") -> str:
+    """asignals on every Python side by side: time per send and ratio to the baseline."""
+    out = [heading(f"dispatch on every Python, {loop} (lower is better)")]
+    runs = pythons_side_by_side(results)
+    out.append(
+        "asignals' best time per send, then that time divided by the block's baseline from the"
+        "\nsame Python's run (strict floor for send modes, raw task group for gather modes)."
+    )
+    out += [
+        f"  {other.interpreter}: n/a, {other.na}" for other in results.other_pythons if other.na
+    ]
+    if len(runs) < 2:
+        out.append("  only one Python measured (make bench adds the others it finds)")
+    header = ["case", *(python_label(python) for python, _ in runs)]
+    body = [
+        [f"{mode} {kind} N={n}", *(python_cell(rows, loop, mode, kind, n) for _, rows in runs)]
+        for mode, kind, n in python_cases(runs, loop)
+    ]
+    out += ["", table(header, body)]
+    return "\n".join(out)
+
+
+def python_label(python: str) -> str:
+    return python.replace("CPython ", "") or "?"
+
+
+def format_summary(results: Results) -> str:
+    """One screen for a smoke run: what ran, a few figures, and that it measured nothing."""
+    out = [heading("smoke run summary")]
+    rows = results.dispatch
+    if "dispatch" in results.settings.sections:
+        timed = [r for r in rows if r.ns is not None]
+        loops = ", ".join(dict.fromkeys(r.loop for r in rows)) or "no loop"
+        out.append(
+            f"  dispatch: {len(timed)} timings, {len(rows) - len(timed)} n/a (peers that cannot "
+            f"run a case), on {loops}"
+        )
+        for mode, kind, n in (
+            ("send", "sync", 100),
+            ("send", "async", 1),
+            ("gather", "async", 100),
+        ):
+            row = next(
+                (r for r in rows if (r.mode, r.kind, r.n, r.impl) == (mode, kind, n, "asignals")),
+                None,
+            )
+            if row is not None and row.ns is not None:
+                out.append(
+                    f"    {mode} {kind} N={n} ({row.loop}): {fmt_ns(row.ns)}, "
+                    f"{fmt_ratio(row.ratio)} the {row.baseline}"
+                )
+    for other in results.other_pythons:
+        state = other.na or f"{len([r for r in other.dispatch if r.ns])} timings"
+        out.append(f"  dispatch on {other.python or other.interpreter}: {state}")
+    if "asgi" in results.settings.sections:
+        if "asgi" in results.skipped:
+            out.append(f"  asgi: skipped: {results.skipped['asgi']}")
+        else:
+            timed_in = [r for r in results.asgi_inprocess if r.ns is not None]
+            under_load = [r for r in results.asgi if r.rps]
+            wrk = results.skipped.get("wrk", f"{len(under_load)} variant(s) under wrk")
+            out.append(f"  asgi: {len(timed_in)} variant(s) in process; {wrk}")
+    if "memory" in results.settings.sections:
+        flat = all(row.flat for row in results.churn)
+        out.append(
+            f"  memory: {len([r for r in results.footprint if r.bytes_per_receiver])} footprints,"
+            f" {len(results.churn)} churn runs ({'flat' if flat else 'GROWTH'})"
+        )
+    judged = [t for t in results.targets if t.passed is not None]
+    out.append(f"  targets: {len(results.targets)} defined, {len(judged)} could be evaluated")
+    out.append(
+        "\nThis was a smoke run (--quick): it checks that the command works, not a measurement."
+        "\nMeasure with `make bench`."
+    )
+    return "\n".join(out)
+
+
 def format_targets(results: Results) -> str:
     out = [heading("targets")]
     if results.settings.quick:
@@ -284,10 +406,12 @@ def format_targets(results: Results) -> str:
 
 
 def format_text(results: Results) -> str:
-    """The whole report, as printed section by section during a run."""
+    """The whole report, as printed section by section during a full run."""
     parts = [format_header(results)]
     if "dispatch" in results.settings.sections:
         parts.append(format_dispatch(results))
+    if results.other_pythons:
+        parts.append(format_pythons(results))
     if "asgi" in results.settings.sections:
         parts.append(format_asgi(results))
     if "memory" in results.settings.sections:
@@ -325,6 +449,16 @@ def read_json(path: Path) -> Results:
         churn=[ChurnRow(**row) for row in document["churn"]],
         memory_notes=document["memory_notes"],
         skipped=document["skipped"],
+        other_pythons=[
+            OtherPython(
+                interpreter=other["interpreter"],
+                python=other["python"],
+                system=other["system"],
+                dispatch=[DispatchRow(**row) for row in other["dispatch"]],
+                na=other["na"],
+            )
+            for other in document["other_pythons"]
+        ],
         targets=[TargetRow(**row) for row in document["targets"]],
     )
 
@@ -332,8 +466,8 @@ def read_json(path: Path) -> Results:
 _STYLE: dict[str, dict[str, Any]] = {
     "asignals": {"color": "#d62728", "linewidth": 2.6, "marker": "o", "zorder": 5},
     "asignals weak=False": {"color": "#ff9896", "linewidth": 1.2, "marker": ".", "zorder": 4},
-    "hand loop": {"color": "black", "linewidth": 1.6, "linestyle": "--", "marker": "s"},
-    "hand loop, literal kw": {"color": "#555555", "linewidth": 1.0, "linestyle": ":"},
+    "strict floor": {"color": "black", "linewidth": 1.6, "linestyle": "--", "marker": "s"},
+    "hand loop, **payload": {"color": "#555555", "linewidth": 1.0, "linestyle": ":"},
     "raw task group": {"color": "black", "linewidth": 1.6, "linestyle": "-.", "marker": "^"},
     "asyncio.gather": {"color": "#777777", "linewidth": 1.0, "linestyle": "-."},
 }

@@ -9,6 +9,7 @@ import pytest
 
 import asignals
 import asignals._builtins
+import asignals.redis
 import asignals.sqlalchemy
 import asignals.testing
 from asignals import AsyncSignal
@@ -34,7 +35,9 @@ def defined_names(module: ModuleType) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "module", [asignals, asignals.testing, asignals.sqlalchemy], ids=lambda m: m.__name__
+    "module",
+    [asignals, asignals.testing, asignals.redis, asignals.sqlalchemy],
+    ids=lambda m: m.__name__,
 )
 def test_all_is_sorted_unique_and_complete(module: ModuleType) -> None:
     exported: list[str] = list(module.__all__)

@@ -564,7 +564,10 @@ async def test_native_asyncio_cancel_of_a_gather_cancels_and_waits_for_receivers
         try:
             await asyncio.sleep(30)
         finally:
-            await asyncio.sleep(0.01)  # cleanup that takes a while: gather waits for it
+            # Cleanup that takes a while: gather waits for it. Shielded, because gather
+            # cancels level-style, as anyio does: an unshielded await here is cancelled too.
+            with anyio.CancelScope(shield=True):
+                await asyncio.sleep(0.01)
             finished.append("slow")
 
     sig.connect(slow)

@@ -1,18 +1,21 @@
-"""The asignals demo: a tiny FastAPI shop backed by SQLAlchemy, whose parts talk through signals.
+"""The asignals demo: a tiny FastAPI shop backed by SQLAlchemy, whose parts
+talk through signals.
 
 Run it with ``make demo`` and open http://127.0.0.1:8000, or::
 
-    curl -X POST http://127.0.0.1:8000/orders -H 'content-type: application/json' \\
+    curl -X POST http://127.0.0.1:8000/orders \\
+         -H 'content-type: application/json' \\
          -d '{"item": "pizza", "quantity": 2}'
     curl -X DELETE http://127.0.0.1:8000/orders/1
     curl http://127.0.0.1:8000/stats
 
-The orders live in an SQLite file (``demo-shop.db``); set ``DATABASE_URL`` to use another
-database, e.g. ``postgresql+asyncpg://user@127.0.0.1/shop``.
+The orders live in an SQLite file (``demo-shop.db``); set ``DATABASE_URL`` to
+use another database, e.g. ``postgresql+asyncpg://user@127.0.0.1/shop``.
 
-* ``POST /orders`` stores an order. Its model signals do the rest:
-  a ``pre_save`` receiver fills the slug (in the flush, so it is saved with the order);
-  a ``post_save`` receiver with ``created`` sends the kitchen notification, after the commit.
+* ``POST /orders`` stores an order. Its model signals do the rest: a
+  ``pre_save`` receiver fills the slug (in the flush, so it is saved with the
+  order); a ``post_save`` receiver with ``created`` sends the kitchen
+  notification, after the commit.
 * ``DELETE /orders/{id}`` deletes one; a ``post_delete`` receiver logs it.
 * A ``request_finished`` receiver logs the timing of every request.
 * ``GET /stats`` shows the counters; ``GET /`` is a small page with a button.
@@ -33,7 +36,11 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import String
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from asignals import receiver, request_finished
@@ -43,7 +50,7 @@ from asignals.sqlalchemy import post_delete, post_save, pre_save, track, untrack
 log = logging.getLogger("demo")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///demo-shop.db"
 
-# -- the domain: orders, stored with SQLAlchemy --------------------------------------------
+# -- the domain: orders, stored with SQLAlchemy ------------------------------
 
 
 class Base(DeclarativeBase):
@@ -62,44 +69,59 @@ stats: Counter[str] = Counter()
 kitchen_tickets: list[str] = []
 
 
-# -- receivers: decoupled reactions to the model signals -----------------------------------
+# -- receivers: decoupled reactions to the model signals ---------------------
 
 
 @receiver(pre_save, sender=Order)
 def fill_slug(sender: type[Order], instance: Order, **kwargs: Any) -> None:
     """In the flush, before the INSERT or UPDATE: what is set here is saved."""
-    instance.slug = re.sub(r"[^a-z0-9]+", "-", f"{instance.quantity} {instance.item}".lower())
+    instance.slug = re.sub(
+        r"[^a-z0-9]+", "-", f"{instance.quantity} {instance.item}".lower()
+    )
 
 
 @receiver(post_save, sender=Order)
 async def notify_kitchen(
     sender: type[Order], instance: Order, created: bool, **kwargs: Any
 ) -> None:
-    """After the commit: the order is really stored (a rollback would send nothing)."""
+    """After the commit: the order is really stored (no rollback sends)."""
     if not created:
         return
     await anyio.sleep(0.01)  # stands in for talking to the kitchen's printer
-    ticket = f"order #{instance.id}: {instance.quantity} x {instance.item} ({instance.slug})"
+    what = f"{instance.quantity} x {instance.item} ({instance.slug})"
+    ticket = f"order #{instance.id}: {what}"
     kitchen_tickets.append(ticket)
     stats["kitchen_notifications"] += 1
     log.info("kitchen: %s", ticket)
 
 
 @receiver(post_delete, sender=Order)
-def log_cancellation(sender: type[Order], instance: Order, **kwargs: Any) -> None:
+def log_cancellation(
+    sender: type[Order], instance: Order, **kwargs: Any
+) -> None:
     stats["cancelled"] += 1
     log.info("cancelled: order #%d (%s)", instance.id, instance.slug)
 
 
 @receiver(request_finished)
 def log_timing(
-    sender: Any, scope: dict[str, Any], status_code: int | None, duration: float, **kwargs: Any
+    sender: Any,
+    scope: dict[str, Any],
+    status_code: int | None,
+    duration: float,
+    **kwargs: Any,
 ) -> None:
     stats["requests"] += 1
-    log.info("%s %s -> %s in %.1f ms", scope["method"], scope["path"], status_code, duration * 1e3)
+    log.info(
+        "%s %s -> %s in %.1f ms",
+        scope["method"],
+        scope["path"],
+        status_code,
+        duration * 1e3,
+    )
 
 
-# -- the web app ------------------------------------------------------------------------------
+# -- the web app --------------------------------------------------------------
 
 
 class NewOrder(BaseModel):
@@ -110,11 +132,14 @@ class NewOrder(BaseModel):
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    engine = create_async_engine(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
+    engine = create_async_engine(
+        os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
     async with engine.begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
-    # expire_on_commit=False lets the endpoint read the order after the commit (receivers
-    # can read it either way: post_save runs before the commit expires anything).
+    # expire_on_commit=False lets the endpoint read the order after the commit
+    # (receivers can read it either way: post_save runs before the commit
+    # expires anything).
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     track(sessions)  # these sessions send the model signals
     app.state.sessions = sessions
@@ -135,7 +160,12 @@ api = FastAPI(title="asignals demo", lifespan=lifespan)
 
 
 def as_dict(order: Order) -> dict[str, Any]:
-    return {"id": order.id, "item": order.item, "quantity": order.quantity, "slug": order.slug}
+    return {
+        "id": order.id,
+        "item": order.item,
+        "quantity": order.quantity,
+        "slug": order.slug,
+    }
 
 
 @api.post("/orders", status_code=201)
@@ -144,7 +174,9 @@ async def create_order(new: NewOrder, db: Db) -> dict[str, Any]:
         raise HTTPException(status_code=422, detail="we do not sell anchovies")
     order = Order(item=new.item, quantity=new.quantity)
     db.add(order)
-    await db.commit()  # pre_save ran in the flush; post_save receivers have run by now
+    await (
+        db.commit()
+    )  # pre_save ran in the flush; post_save receivers have run by now
     return {"order": as_dict(order), "kitchen_tickets": len(kitchen_tickets)}
 
 
@@ -167,14 +199,18 @@ async def home() -> str:
     return """<!doctype html><title>asignals demo</title>
 <h1>asignals demo shop</h1>
 <p><button onclick="order()">Order a pizza</button></p>
-<pre id="out">Press the button: the order is saved, post_save tells the kitchen.</pre>
+<pre id="out">Press the button: the order is saved, the kitchen told.</pre>
 <script>
 async function order() {
-  const r = await fetch('/orders', {method: 'POST', headers: {'content-type': 'application/json'},
-                                    body: JSON.stringify({item: 'pizza', quantity: 1})});
+  const r = await fetch('/orders', {
+    method: 'POST',
+    headers: {'content-type': 'application/json'},
+    body: JSON.stringify({item: 'pizza', quantity: 1}),
+  });
   const created = await r.json();
   const stats = await (await fetch('/stats')).json();
-  document.getElementById('out').textContent = JSON.stringify({created, stats}, null, 2);
+  const out = document.getElementById('out');
+  out.textContent = JSON.stringify({created, stats}, null, 2);
 }
 </script>"""
 

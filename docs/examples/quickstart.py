@@ -3,7 +3,9 @@ from typing import Any
 
 from asignals import AsyncSignal, receiver
 
-order_paid = AsyncSignal("order_paid", doc="Sent once an order is paid. Payload: order.")
+order_paid = AsyncSignal(
+    "order_paid", doc="Sent once an order is paid. Payload: order."
+)
 
 
 class Shop:

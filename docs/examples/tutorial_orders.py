@@ -4,7 +4,9 @@ from typing import Any
 
 from asignals import AsyncSignal, receiver
 
-order_created = AsyncSignal("order_created", doc="Sent after an order is created. Payload: order.")
+order_created = AsyncSignal(
+    "order_created", doc="Sent after an order is created. Payload: order."
+)
 
 
 @dataclass
@@ -15,20 +17,29 @@ class Order:
 
 
 class Shop:
-    async def create_order(self, order_id: int, email: str, total: float) -> Order:
+    async def create_order(
+        self, order_id: int, email: str, total: float
+    ) -> Order:
         order = Order(order_id, email, total)
         results = await order_created.send(Shop, order=order)
-        print("Shop:", [(func.__name__, response) for func, response in results])
+        print(
+            "Shop:", [(func.__name__, response) for func, response in results]
+        )
         return order
 
 
 class Marketplace:
     """Another part of the application that creates orders."""
 
-    async def import_order(self, order_id: int, email: str, total: float) -> Order:
+    async def import_order(
+        self, order_id: int, email: str, total: float
+    ) -> Order:
         order = Order(order_id, email, total)
         results = await order_created.send(Marketplace, order=order)
-        print("Marketplace:", [(func.__name__, response) for func, response in results])
+        print(
+            "Marketplace:",
+            [(func.__name__, response) for func, response in results],
+        )
         return order
 
 
@@ -37,12 +48,15 @@ stats = {"orders": 0}
 
 
 async def send_email(to: str, subject: str) -> None:
-    await asyncio.sleep(0.01)  # a real mailer awaits an SMTP server or an HTTP API here
+    # A real mailer awaits an SMTP server or an HTTP API here.
+    await asyncio.sleep(0.01)
     outbox.append((to, subject))
 
 
 @receiver(order_created, sender=Shop)
-async def email_customer(sender: type[Shop], order: Order, **kwargs: Any) -> str:
+async def email_customer(
+    sender: type[Shop], order: Order, **kwargs: Any
+) -> str:
     await send_email(order.email, f"Order #{order.id} received")
     return "emailed"
 

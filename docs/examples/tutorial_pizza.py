@@ -6,16 +6,22 @@ from asignals import AsyncSignal, receiver
 
 logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
 
-pizza_done = AsyncSignal("pizza_done", doc="Sent when a pizza is ready. Payload: toppings, size.")
+pizza_done = AsyncSignal(
+    "pizza_done", doc="Sent when a pizza is ready. Payload: toppings, size."
+)
 
 
 class PizzaStore:
-    async def send_pizza(self, toppings: list[str], size: str) -> list[tuple[Any, Any]]:
+    async def send_pizza(
+        self, toppings: list[str], size: str
+    ) -> list[tuple[Any, Any]]:
         return await pizza_done.send(PizzaStore, toppings=toppings, size=size)
 
 
 @receiver(pizza_done, sender=PizzaStore)
-def print_ticket(sender: type[PizzaStore], toppings: list[str], size: str, **kwargs: Any) -> str:
+def print_ticket(
+    sender: type[PizzaStore], toppings: list[str], size: str, **kwargs: Any
+) -> str:
     return f"{size} pizza: {', '.join(toppings)}"
 
 
@@ -40,7 +46,11 @@ async def main() -> None:
     except RuntimeError as exc:
         print("send() raised:", exc)
 
-    show(await pizza_done.send_robust(PizzaStore, toppings=["ham"], size="family"))
+    show(
+        await pizza_done.send_robust(
+            PizzaStore, toppings=["ham"], size="family"
+        )
+    )
     show(await pizza_done.gather(PizzaStore, toppings=["basil"], size="small"))
 
 

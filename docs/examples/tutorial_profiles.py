@@ -4,7 +4,9 @@ from typing import Any
 
 from asignals import AsyncSignal, receiver
 
-user_saved = AsyncSignal("user_saved", doc="Sent after a user is saved. Payload: user, created.")
+user_saved = AsyncSignal(
+    "user_saved", doc="Sent after a user is saved. Payload: user, created."
+)
 
 
 @dataclass
@@ -31,7 +33,9 @@ profiles: dict[int, dict[str, str]] = {}
 
 
 @receiver(user_saved, sender=User)
-async def create_profile(sender: type[User], user: User, created: bool, **kwargs: Any) -> str:
+async def create_profile(
+    sender: type[User], user: User, created: bool, **kwargs: Any
+) -> str:
     if not created or user.id is None:
         return "nothing to do"
     profiles[user.id] = {"display_name": user.username.title()}

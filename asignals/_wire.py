@@ -1,0 +1,259 @@
+"""The bridge's wire format: a versioned JSON envelope, value codecs, HMAC signing.
+
+Nothing here talks to Redis; `asignals.redis` moves the bytes this module makes and reads.
+
+An envelope is one JSON object::
+
+    {"v": 1, "id": "<hex>", "signal": "order_created", "sender": null,
+     "payload": {...}, "origin": "<host>:<pid>:<hex>", "ts": 1767200000.25}
+
+``sender`` is ``null``, a JSON string or integer (a value sender), or ``{"$sender":
+"<name>"}`` for an object registered with the bridge under that name. Payload values are
+JSON values; a value of a registered type is ``{"$type": "<name>", "v": <json>}``, and a
+dict that itself has a ``"$type"`` key is escaped as ``{"$type": "dict", "v": [[key,
+value], ...]}``, so no user dict is ever mistaken for a typed value.
+
+Signed messages (``secret=``) are ``b"s1." + <64 hex digits of HMAC-SHA256 of the body> +
+b"." + body``; unsigned ones are the body alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import hashlib
+import hmac
+import json
+import math
+import uuid
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
+
+VERSION: Final = 1
+TYPE_TAG: Final = "$type"
+SENDER_TAG: Final = "$sender"
+_TAG_BYTES: Final = b'"$type"'
+_SIGNED_PREFIX: Final = b"s1."
+_DIGEST_LENGTH: Final = 64  # hex digits of SHA-256
+
+DROP_KINDS: Final = (
+    "oversized",
+    "unsigned",
+    "bad_signature",
+    "malformed",
+    "wrong_version",
+    "unknown_signal",
+    "unknown_sender",
+    "unknown_type",
+)
+"""Why an incoming message can be dropped, as counted in `BridgeStatistics.dropped`."""
+
+
+class Dropped(Exception):
+    """An incoming message that must not reach a receiver, and why (one of DROP_KINDS)."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class Unrepresentable(Exception):
+    """A value JSON cannot carry; *what* describes it for the caller's TypeError."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+class Envelope(NamedTuple):
+    """A decoded incoming message (sender and payload not yet resolved)."""
+
+    id: str
+    signal: str
+    sender: Any
+    payload: dict[str, Any]
+    origin: str
+    timestamp: float
+    typed: bool  # the body mentions "$type": the payload needs reviving
+
+
+class Codecs:
+    """Types that payload values may have beyond JSON's own, each under a wire name."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[type, tuple[str, Callable[[Any], Any]]] = {}
+        self._by_name: dict[str, Callable[[Any], Any]] = {}
+        self.register(datetime.datetime, "datetime", _isoformat, datetime.datetime.fromisoformat)
+        self.register(datetime.date, "date", _isoformat, datetime.date.fromisoformat)
+        self.register(uuid.UUID, "uuid", str, uuid.UUID)
+        self.register(decimal.Decimal, "decimal", str, decimal.Decimal)
+
+    def register(
+        self,
+        type_: type,
+        name: str,
+        encode: Callable[[Any], Any],
+        decode: Callable[[Any], Any],
+    ) -> None:
+        if not isinstance(type_, type):
+            raise TypeError(f"register_type() takes a class, got {type_!r}")
+        if not isinstance(name, str) or not name or name == "dict":
+            raise ValueError(
+                f"register_type({type_.__qualname__}): name must be a non-empty "
+                f"string other than 'dict', got {name!r}"
+            )
+        if not (callable(encode) and callable(decode)):
+            raise TypeError(
+                f"register_type({type_.__qualname__}): encode and decode must be callables"
+            )
+        taken = self._by_name.get(name)
+        if taken is not None and self._by_type.get(type_, (None,))[0] != name:
+            raise ValueError(
+                f"register_type({type_.__qualname__}): the name {name!r} is already taken by "
+                f"another type; choose another name"
+            )
+        self._by_type[type_] = (name, encode)
+        self._by_name[name] = decode
+
+    def register_dataclass(self, cls: type, name: str) -> None:
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise TypeError(f"register_dataclass() takes a dataclass, got {cls!r}")
+        init_fields = [f.name for f in dataclasses.fields(cls) if f.init]
+
+        def encode(obj: Any) -> dict[str, Any]:
+            return {field: getattr(obj, field) for field in init_fields}
+
+        def decode(value: Any) -> Any:
+            if not isinstance(value, dict):
+                raise ValueError(f"{name}: expected an object")
+            return cls(**value)
+
+        self.register(cls, name, encode, decode)
+
+    # -- encoding -----------------------------------------------------------------------
+
+    def plain(self, value: Any) -> Any:
+        """*value* as JSON-ready data; raises Unrepresentable."""
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            return value
+        if kind is float:
+            if not math.isfinite(value):
+                raise Unrepresentable(f"the float {value!r} (JSON has no NaN or infinity)")
+            return value
+        if kind is list or kind is tuple:
+            return [self.plain(item) for item in value]
+        if kind is dict:
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise Unrepresentable(f"a dict with the non-string key {key!r}")
+                out[key] = self.plain(item)
+            if TYPE_TAG in out:
+                return {TYPE_TAG: "dict", "v": [[key, item] for key, item in out.items()]}
+            return out
+        codec = self._by_type.get(kind)
+        if codec is not None:
+            name, encode = codec
+            return {TYPE_TAG: name, "v": self.plain(encode(value))}
+        raise Unrepresentable(f"a {kind.__module__}.{kind.__qualname__}")
+
+    # -- decoding -----------------------------------------------------------------------
+
+    def revive(self, value: Any) -> Any:
+        """The inverse of `plain`; raises Dropped('unknown_type') for unknown type names."""
+        if type(value) is list:
+            return [self.revive(item) for item in value]
+        if type(value) is not dict:
+            return value
+        if TYPE_TAG not in value:
+            return {key: self.revive(item) for key, item in value.items()}
+        name = value[TYPE_TAG]
+        inner = value.get("v")
+        if name == "dict" and isinstance(inner, list):
+            try:
+                return {key: self.revive(item) for key, item in inner}
+            except (TypeError, ValueError):
+                raise Dropped("malformed", "an escaped dict that is not a list of pairs") from None
+        decode = self._by_name.get(name) if isinstance(name, str) else None
+        if decode is None:
+            raise Dropped("unknown_type", f"no type is registered under the name {name!r}")
+        try:
+            return decode(self.revive(inner))
+        except Dropped:
+            raise
+        except Exception as exc:
+            raise Dropped("unknown_type", f"decoding a {name!r} value failed: {exc!r}") from None
+
+
+def _isoformat(value: datetime.date) -> str:
+    return value.isoformat()
+
+
+# -- envelopes ------------------------------------------------------------------------------
+
+
+# One encoder: json.dumps() with any non-default option builds a new one on every call.
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# The C scanner, without decode()'s Python wrapper around it.
+_scan: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
+
+
+def seal(envelope: dict[str, Any], secret: bytes | None) -> bytes:
+    """The wire bytes of a JSON-ready envelope (signed when there is a secret)."""
+    data = _encoder.encode(envelope).encode()
+    if secret is None:
+        return data
+    digest = hmac.new(secret, data, hashlib.sha256).hexdigest().encode()
+    return _SIGNED_PREFIX + digest + b"." + data
+
+
+def open_envelope(data: bytes, secret: bytes | None, max_bytes: int) -> Envelope:
+    """Check and parse incoming wire bytes; raises Dropped with the reason."""
+    if len(data) > max_bytes:
+        raise Dropped("oversized", f"{len(data)} bytes, more than max_message_bytes={max_bytes}")
+    if secret is not None:
+        start = len(_SIGNED_PREFIX)
+        if not data.startswith(_SIGNED_PREFIX) or data[start + _DIGEST_LENGTH :][:1] != b".":
+            raise Dropped("unsigned", "the bridge has a secret and the message is not signed")
+        digest = data[start : start + _DIGEST_LENGTH]
+        body = data[start + _DIGEST_LENGTH + 1 :]
+        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+        if not hmac.compare_digest(digest, expected):
+            raise Dropped("bad_signature", "the signature does not match the message")
+    else:
+        body = data
+    try:
+        text = body.decode()
+        envelope, end = _scan(text, 0)
+    except (ValueError, UnicodeDecodeError, StopIteration):
+        raise Dropped("malformed", "not a JSON document") from None
+    if end != len(text) and text[end:].strip():
+        raise Dropped("malformed", "data after the JSON document")
+    if not isinstance(envelope, dict):
+        raise Dropped("malformed", "not a JSON object")
+    if envelope.get("v") != VERSION:
+        raise Dropped("wrong_version", f"envelope version {envelope.get('v')!r}, not {VERSION}")
+    try:
+        fields = (
+            envelope["id"],
+            envelope["signal"],
+            envelope["sender"],
+            envelope["payload"],
+            envelope["origin"],
+            envelope["ts"],
+        )
+    except KeyError as missing:
+        raise Dropped("malformed", f"the envelope has no {missing} field") from None
+    id_, signal, sender, payload, origin, timestamp = fields
+    if not (
+        isinstance(id_, str)
+        and isinstance(signal, str)
+        and isinstance(payload, dict)
+        and isinstance(origin, str)
+        and isinstance(timestamp, int | float)
+    ):
+        raise Dropped("malformed", "an envelope field has the wrong type")
+    return Envelope(id_, signal, sender, payload, origin, float(timestamp), _TAG_BYTES in body)
