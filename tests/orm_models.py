@@ -40,6 +40,9 @@ class Tag(Base):
 
 class Order(Base):
     __tablename__ = "orders"
+    # SQLite reuses the largest rowid after a delete; the model test of
+    # test_sqlalchemy_model tells rows apart by id, so ids are never reused.
+    __table_args__ = ({"sqlite_autoincrement": True},)
     id: Mapped[int] = mapped_column(primary_key=True)
     item: Mapped[str] = mapped_column(String(40))
     quantity: Mapped[int] = mapped_column(default=1)

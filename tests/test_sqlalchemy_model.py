@@ -68,6 +68,7 @@ def expected(before: dict[int, str], after: dict[int, str]) -> set[tuple[Any, ..
 @given(ops=operations)
 @example(ops=[("begin_nested",), ("add", "a"), ("release",), ("rollback",)])
 @example(ops=[("add", "a"), ("commit",), ("rollback",), ("change", 0, "a"), ("commit",)])
+@example(ops=[("add", "a"), ("commit",), ("delete", 0), ("flush",), ("add", "a"), ("commit",)])
 def test_commits_deliver_the_net_change_of_the_transaction(
     engine: Engine, ops: list[Operation]
 ) -> None:
