@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help install wrk lint typecheck pytest pytest-newest redis-server docs-build bench-smoke test \
+.PHONY: help install wrk lint typecheck pytest pytest-newest redis-server postgres docs-build bench-smoke test \
 	test-pythons bench bench-docs docs demo clean
 
 # Other Pythons (3.12+) found under pyenv or on PATH, each checked to run: fast paths differ
@@ -61,6 +61,13 @@ redis-server:
 	@command -v redis-server >/dev/null 2>&1 \
 	  || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 
+# The PostgreSQL server (Debian package) for the asignals.sqlalchemy tests, which start a
+# throwaway cluster of their own; without it those tests are skipped and say so.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; } \
+	  || echo "postgresql could not be installed: the PostgreSQL tests will be skipped"
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -71,7 +78,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/basedpyright
 
-pytest: $(STAMP) redis-server
+pytest: $(STAMP) redis-server postgres
 	$(BIN)/pytest --cov --cov-report=term-missing
 
 # The suite again on the newest Python found (coverage is judged on the first run).
@@ -123,4 +130,4 @@ demo: $(STAMP)
 	$(BIN)/uvicorn --app-dir docs/examples demo_app:app --host 127.0.0.1 --port $(DEMO_PORT)
 
 clean:
-	rm -rf $(VENV) .venv-3.* site bench-results .coverage .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* site bench-results demo-shop.db .coverage .mypy_cache .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
-"""``python -m benchmarks [dispatch] [asgi] [memory] [--quick] [--json FILE] [--plot FILE]``.
+"""``python -m benchmarks [dispatch] [asgi] [memory] [redis] [orm] [--quick] [...]``.
 
-Runs the named sections (all three by default), printing each table as it finishes, then
+Runs the named sections (all of them by default), printing each table as it finishes, then
 the performance targets. Exits 0 whatever the numbers say: it measures, it does not gate.
 Sections or peers that cannot run here (wrk or a library missing) are reported as skipped
 or n/a, with the reason and the command that installs what is missing. ``--quick`` is a
@@ -16,13 +16,13 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from . import asgi, dispatch, markdown, memory, pythons, report, targets
+from . import asgi, dispatch, markdown, memory, orm, pythons, report, targets
 from ._model import LOOPS, LoopName, Results, Settings
 from ._progress import Progress
 from ._system import describe, load_average
 from ._timing import STATISTIC, loop_unavailable
 
-SECTIONS = ("dispatch", "asgi", "memory", "redis")
+SECTIONS = ("dispatch", "asgi", "memory", "redis", "orm")
 
 
 def _loops(text: str) -> list[LoopName]:
@@ -207,6 +207,8 @@ def _work_units(settings: Settings) -> int:
         units += memory.work_units(settings)
     if "dispatch" in settings.sections:
         units += len(settings.other_pythons)
+    if "orm" in settings.sections:
+        units += orm.work_units(settings)
     return units
 
 
@@ -293,11 +295,24 @@ def main(argv: list[str] | None = None) -> int:
 
             progress.section("redis")
             emit(redis_bridge.format_rows(*redis_bridge.run(settings.quick)))
+        orm_rows: list[orm.OrmRow] = []
+        if "orm" in settings.sections:
+            progress.section("orm")
+            missing = orm.unavailable()
+            if missing is None:
+                orm_rows = orm.run(settings, progress.step)
+                progress.close()
+                emit(orm.format_rows(orm_rows))
+            else:
+                results.skipped["orm"] = missing
+                print(f"orm section skipped: {missing}", file=sys.stderr)
     finally:
         progress.close()
     results.system["load_end"] = load_average()
     results.targets = targets.evaluate(results)
     _emit(report.format_summary(results) if settings.quick else report.format_targets(results))
+    for line in orm.format_targets(orm_rows, settings.quick):
+        emit(line)
     return _write_outputs(args, results)
 
 

@@ -4,16 +4,19 @@
   loop-factory hook).
 * Tests marked ``@pytest.mark.anyio`` (the dispatch tests) run on asyncio, uvloop and trio
   (anyio's pytest plugin, through the ``anyio_backend`` fixture).
+
+The ``postgres`` fixture starts one PostgreSQL server for the whole session (tests/_servers.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 import uvloop
+from _servers import Postgres, postgres_server, why_no_postgres
 
 
 def pytest_asyncio_loop_factories(
@@ -32,3 +35,13 @@ def pytest_asyncio_loop_factories(
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     backend: tuple[str, dict[str, Any]] = request.param
     return backend
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server of our own on 127.0.0.1, for the whole test session."""
+    reason = why_no_postgres()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    with postgres_server() as server:
+        yield server

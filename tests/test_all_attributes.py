@@ -10,6 +10,7 @@ import pytest
 import asignals
 import asignals._builtins
 import asignals.redis
+import asignals.sqlalchemy
 import asignals.testing
 from asignals import AsyncSignal
 
@@ -34,7 +35,9 @@ def defined_names(module: ModuleType) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "module", [asignals, asignals.testing, asignals.redis], ids=lambda m: m.__name__
+    "module",
+    [asignals, asignals.testing, asignals.redis, asignals.sqlalchemy],
+    ids=lambda m: m.__name__,
 )
 def test_all_is_sorted_unique_and_complete(module: ModuleType) -> None:
     exported: list[str] = list(module.__all__)
@@ -104,3 +107,15 @@ def test_builtin_signals(name: str) -> None:
 def test_builtin_signals_are_distinct() -> None:
     assert {"got_request_exception", "request_finished", "request_started"} <= set(BUILTIN_SIGNALS)
     assert len({id(getattr(asignals, name)) for name in BUILTIN_SIGNALS}) == len(BUILTIN_SIGNALS)
+
+
+def test_sqlalchemy_module_exports_the_model_signals() -> None:
+    signals = {"m2m_changed", "post_delete", "post_init", "post_save", "pre_delete", "pre_init"}
+    assert asignals.sqlalchemy.__all__ == sorted({*signals, "pre_save", "track", "untrack"})
+    for name in {*signals, "pre_save"}:
+        signal = getattr(asignals.sqlalchemy, name)
+        assert isinstance(signal, AsyncSignal)
+        assert signal.name == name
+        assert signal.__doc__
+    for name in ("track", "untrack"):
+        assert getattr(asignals.sqlalchemy, name).__module__ == "asignals.sqlalchemy"

@@ -12,6 +12,8 @@ from types import ModuleType
 
 import httpx
 import pytest
+import sqlalchemy
+from _servers import Postgres
 from asgi_apps import serving
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
@@ -42,30 +44,55 @@ def demo() -> Iterator[ModuleType]:
         del sys.modules["demo_app"]
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.fixture(params=["sqlite-asyncio", "sqlite-uvloop", "postgresql-asyncio"])
+def demo_database(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Points the demo's DATABASE_URL at a fresh database; returns the event loop to use."""
+    param: str = request.param
+    database, loop = param.split("-")
+    if database == "sqlite":
+        monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}")
+    else:
+        server: Postgres = request.getfixturevalue("postgres")
+        admin = sqlalchemy.create_engine(server.url("psycopg"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text("DROP DATABASE IF EXISTS demo_shop"))
+            connection.execute(sqlalchemy.text("CREATE DATABASE demo_shop"))
+        admin.dispose()
+        monkeypatch.setenv("DATABASE_URL", server.url("asyncpg", "demo_shop"))
+    return loop
+
+
 def test_demo_app_sends_its_signals(
-    demo: ModuleType, loop: str, caplog: pytest.LogCaptureFixture
+    demo: ModuleType, demo_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with (
         caplog.at_level(logging.INFO, logger="demo"),
-        serving(demo.app, loop=loop) as server,  # type: ignore[arg-type]
+        serving(demo.app, loop=demo_database) as server,  # type: ignore[arg-type]
         httpx.Client(base_url=server.url, timeout=10) as client,
     ):
-        created = client.post("/orders", json={"item": "pizza", "quantity": 2})
+        created = client.post("/orders", json={"item": "Pizza Margherita", "quantity": 2})
         refused = client.post("/orders", json={"item": "anchovies"})
+        deleted = client.delete("/orders/1")
+        missing = client.delete("/orders/1")
         page = client.get("/")
         stats = client.get("/stats").json()
     assert created.status_code == 201
     body = created.json()
-    assert body["order"] == {"id": 1, "item": "pizza", "quantity": 2}
-    assert body["receivers"] == [
-        "send_confirmation: 'mailed confirmation for order #1'",
-        "count_order: None",
-    ]
+    # pre_save filled the slug in the flush; post_save had told the kitchen before the reply.
+    assert body == {
+        "order": {"id": 1, "item": "Pizza Margherita", "quantity": 2, "slug": "2-pizza-margherita"},
+        "kitchen_tickets": 1,
+    }
     assert refused.status_code == 422
+    assert deleted.status_code == 204
+    assert missing.status_code == 404
     assert page.status_code == 200
     assert "Order a pizza" in page.text
-    assert stats == {"orders": 1, "items:pizza": 2, "notifications_sent": 1, "requests": 3}
-    assert "notification: order #1 (2 x pizza) confirmed" in caplog.text
+    assert stats == {"kitchen_notifications": 1, "cancelled": 1, "requests": 5}
+    assert demo.kitchen_tickets == ["order #1: 2 x Pizza Margherita (2-pizza-margherita)"]
+    assert "kitchen: order #1: 2 x Pizza Margherita" in caplog.text
+    assert "cancelled: order #1 (2-pizza-margherita)" in caplog.text
     assert "POST /orders -> 201 in" in caplog.text
     assert "POST /orders -> 422 in" in caplog.text

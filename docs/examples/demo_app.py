@@ -1,16 +1,22 @@
-"""The asignals demo: a tiny FastAPI shop whose parts talk through signals.
+"""The asignals demo: a tiny FastAPI shop backed by SQLAlchemy, whose parts
+talk through signals.
 
 Run it with ``make demo`` and open http://127.0.0.1:8000, or::
 
     curl -X POST http://127.0.0.1:8000/orders \\
          -H 'content-type: application/json' \\
          -d '{"item": "pizza", "quantity": 2}'
+    curl -X DELETE http://127.0.0.1:8000/orders/1
     curl http://127.0.0.1:8000/stats
 
-* ``POST /orders`` creates an order and sends the custom ``order_created``
-  signal.
-* Two receivers react to it: one "e-mails" a notification (logged), one updates
-  counters.
+The orders live in an SQLite file (``demo-shop.db``); set ``DATABASE_URL`` to
+use another database, e.g. ``postgresql+asyncpg://user@127.0.0.1/shop``.
+
+* ``POST /orders`` stores an order. Its model signals do the rest: a
+  ``pre_save`` receiver fills the slug (in the flush, so it is saved with the
+  order); a ``post_save`` receiver with ``created`` sends the kitchen
+  notification, after the commit.
+* ``DELETE /orders/{id}`` deletes one; a ``post_delete`` receiver logs it.
 * A ``request_finished`` receiver logs the timing of every request.
 * ``GET /stats`` shows the counters; ``GET /`` is a small page with a button.
 """
@@ -18,66 +24,83 @@ Run it with ``make demo`` and open http://127.0.0.1:8000, or::
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from itertools import count
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import String
+from sqlalchemy.ext.asyncio import (
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from asignals import AsyncSignal, receiver, request_finished
+from asignals import receiver, request_finished
 from asignals.asgi import SignalMiddleware
+from asignals.sqlalchemy import post_delete, post_save, pre_save, track, untrack
 
 log = logging.getLogger("demo")
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///demo-shop.db"
 
-# -- the domain: orders, and a signal sent when one is created -----------------
-
-
-@dataclass(frozen=True)
-class Order:
-    id: int
-    item: str
-    quantity: int
+# -- the domain: orders, stored with SQLAlchemy ------------------------------
 
 
-class Shop:
-    """The sender of ``order_created``: receivers may filter on it."""
+class Base(DeclarativeBase):
+    pass
 
 
-order_created = AsyncSignal(
-    "order_created", doc="Sent with order=... after an order is saved."
-)
+class Order(Base):
+    __tablename__ = "demo_orders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item: Mapped[str] = mapped_column(String(50))
+    quantity: Mapped[int] = mapped_column(default=1)
+    slug: Mapped[str] = mapped_column(String(80), default="")
+
+
 stats: Counter[str] = Counter()
-_order_ids = count(1)
+kitchen_tickets: list[str] = []
 
 
-# -- receivers: decoupled reactions to the signals -----------------------------
+# -- receivers: decoupled reactions to the model signals ---------------------
 
 
-@receiver(order_created, sender=Shop)
-async def send_confirmation(
-    sender: type[Shop], order: Order, **kwargs: Any
-) -> str:
-    await anyio.sleep(0.01)  # stands in for talking to a mail server
-    log.info(
-        "notification: order #%d (%d x %s) confirmed",
-        order.id,
-        order.quantity,
-        order.item,
+@receiver(pre_save, sender=Order)
+def fill_slug(sender: type[Order], instance: Order, **kwargs: Any) -> None:
+    """In the flush, before the INSERT or UPDATE: what is set here is saved."""
+    instance.slug = re.sub(
+        r"[^a-z0-9]+", "-", f"{instance.quantity} {instance.item}".lower()
     )
-    stats["notifications_sent"] += 1
-    return f"mailed confirmation for order #{order.id}"
 
 
-@receiver(order_created)
-def count_order(sender: Any, order: Order, **kwargs: Any) -> None:
-    stats["orders"] += 1
-    stats[f"items:{order.item}"] += order.quantity
+@receiver(post_save, sender=Order)
+async def notify_kitchen(
+    sender: type[Order], instance: Order, created: bool, **kwargs: Any
+) -> None:
+    """After the commit: the order is really stored (no rollback sends)."""
+    if not created:
+        return
+    await anyio.sleep(0.01)  # stands in for talking to the kitchen's printer
+    what = f"{instance.quantity} x {instance.item} ({instance.slug})"
+    ticket = f"order #{instance.id}: {what}"
+    kitchen_tickets.append(ticket)
+    stats["kitchen_notifications"] += 1
+    log.info("kitchen: %s", ticket)
+
+
+@receiver(post_delete, sender=Order)
+def log_cancellation(
+    sender: type[Order], instance: Order, **kwargs: Any
+) -> None:
+    stats["cancelled"] += 1
+    log.info("cancelled: order #%d (%s)", instance.id, instance.slug)
 
 
 @receiver(request_finished)
@@ -98,7 +121,7 @@ def log_timing(
     )
 
 
-# -- the web app ---------------------------------------------------------------
+# -- the web app --------------------------------------------------------------
 
 
 class NewOrder(BaseModel):
@@ -109,28 +132,61 @@ class NewOrder(BaseModel):
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    yield
+    engine = create_async_engine(
+        os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    # expire_on_commit=False lets the endpoint read the order after the commit
+    # (receivers can read it either way: post_save runs before the commit
+    # expires anything).
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    track(sessions)  # these sessions send the model signals
+    app.state.sessions = sessions
+    try:
+        yield
+    finally:
+        untrack(sessions)
+        await engine.dispose()
 
 
+async def session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as db:
+        yield db
+
+
+Db = Annotated[AsyncSession, Depends(session)]
 api = FastAPI(title="asignals demo", lifespan=lifespan)
 
 
+def as_dict(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "item": order.item,
+        "quantity": order.quantity,
+        "slug": order.slug,
+    }
+
+
 @api.post("/orders", status_code=201)
-async def create_order(new: NewOrder) -> dict[str, Any]:
+async def create_order(new: NewOrder, db: Db) -> dict[str, Any]:
     if new.item.lower() == "anchovies":
         raise HTTPException(status_code=422, detail="we do not sell anchovies")
-    order = Order(id=next(_order_ids), item=new.item, quantity=new.quantity)
-    responses = await order_created.send(Shop, order=order)
-    return {
-        "order": {
-            "id": order.id,
-            "item": order.item,
-            "quantity": order.quantity,
-        },
-        "receivers": [
-            f"{r.__name__}: {response!r}" for r, response in responses
-        ],
-    }
+    order = Order(item=new.item, quantity=new.quantity)
+    db.add(order)
+    await (
+        db.commit()
+    )  # pre_save ran in the flush; post_save receivers have run by now
+    return {"order": as_dict(order), "kitchen_tickets": len(kitchen_tickets)}
+
+
+@api.delete("/orders/{order_id}", status_code=204)
+async def delete_order(order_id: int, db: Db) -> None:
+    order = await db.get(Order, order_id)
+    if order is None:
+        raise HTTPException(status_code=404, detail=f"no order #{order_id}")
+    await db.delete(order)
+    await db.commit()
 
 
 @api.get("/stats")
@@ -143,7 +199,7 @@ async def home() -> str:
     return """<!doctype html><title>asignals demo</title>
 <h1>asignals demo shop</h1>
 <p><button onclick="order()">Order a pizza</button></p>
-<pre id="out">Press the button: order_created is sent, its receivers run.</pre>
+<pre id="out">Press the button: the order is saved, the kitchen told.</pre>
 <script>
 async function order() {
   const r = await fetch('/orders', {
