@@ -361,7 +361,9 @@ async def test_receiver_decorator_passes_every_connect_option() -> None:
 
     assert sig.receivers_for() == [first]
 
-    @receiver(sig, sender=Shop, to_thread=True, timeout=0.05)
+    @receiver(
+        sig, sender=Shop, to_thread=True, timeout=5
+    )  # a loaded machine may be slow to start the thread
     def in_thread(**kwargs: Any) -> str:
         return "thread"
 
