@@ -94,7 +94,7 @@ async def test_connect_and_disconnect_from_a_thread_while_sending() -> None:
     sig.connect(stable_last, sender=Shop)
     errors: list[BaseException] = []
     done = threading.Event()
-    iterations = 3000
+    iterations = 1000
 
     def churn() -> None:
         try:
@@ -107,7 +107,7 @@ async def test_connect_and_disconnect_from_a_thread_while_sending() -> None:
                     sig.disconnect(sender=sender, dispatch_uid=f"uid{i % 7}")
                 if i % 4:
                     assert sig.disconnect(temporary, sender)
-                if i % 100 == 0:
+                if i % 250 == 0:
                     gc.collect()
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -116,7 +116,7 @@ async def test_connect_and_disconnect_from_a_thread_while_sending() -> None:
 
     thread = threading.Thread(target=churn)
     sends = 0
-    with anyio.fail_after(30):
+    with anyio.fail_after(60):  # a deadlock detector: coverage tracing slows the churn a lot
         thread.start()
         while not done.is_set() or sends < 10:
             mode = ("send", "gather", "send_robust", "gather_robust")[sends % 4]
