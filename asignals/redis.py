@@ -47,14 +47,12 @@ import anyio.abc
 
 from . import _wire
 from ._dispatch import Plan, Responses
+from ._extras import missing
 from ._hooks import BRIDGE as _BRIDGE
 from ._hooks import add_hook, find_hook, remove_hook
 from ._receivers import ASYNC as _ASYNC
 from ._receivers import describe
 from ._signal import AsyncSignal
-
-_DISTRIBUTION: Final = "asignals-dispatch"
-"""The name this project is installed under (for the "install the extra" message)."""
 
 try:
     import redis.asyncio as aioredis
@@ -62,9 +60,7 @@ try:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - the dev extra installs redis
-    raise ImportError(
-        f'asignals.redis needs redis-py: pip install "{_DISTRIBUTION}[redis]"'
-    ) from exc
+    raise missing("asignals.redis", "redis-py", "redis", exc) from exc
 
 __all__ = [
     "BridgeConnectionError",

@@ -38,12 +38,11 @@ import anyio.from_thread
 from . import _sync
 from ._dispatch import Loop, Plan, loop_for
 from ._dispatch import loops as _loops
+from ._extras import missing
 from ._orm_frames import Changes, Frame, Saved
 from ._receivers import SYNC as _SYNC
 from ._receivers import describe, make_ref
 from ._signal import AsyncSignal, SendHook
-
-_DIST = "asignals-dispatch"  # the distribution name, for the install hint below
 
 try:
     import sqlalchemy
@@ -57,10 +56,7 @@ try:
     from sqlalchemy.orm.state import InstanceState
     from sqlalchemy.util.concurrency import await_, in_greenlet
 except ImportError as exc:  # pragma: no cover - exercised in a venv without SQLAlchemy
-    raise ImportError(
-        f"asignals.sqlalchemy needs SQLAlchemy 2.1 or later: "
-        f'pip install "{_DIST}[sqlalchemy]" ({exc})'
-    ) from exc
+    raise missing("asignals.sqlalchemy", "SQLAlchemy 2.1 or later", "sqlalchemy", exc) from exc
 
 __all__ = [
     "m2m_changed",

@@ -119,3 +119,14 @@ def test_sqlalchemy_module_exports_the_model_signals() -> None:
         assert signal.__doc__
     for name in ("track", "untrack"):
         assert getattr(asignals.sqlalchemy, name).__module__ == "asignals.sqlalchemy"
+
+
+def test_a_missing_extra_names_the_distribution_and_the_extra() -> None:
+    from asignals._extras import missing
+
+    error = missing("asignals.redis", "redis-py", "redis", ImportError("No module 'redis'"))
+    assert isinstance(error, ImportError)
+    assert str(error) == (
+        'asignals.redis needs redis-py: pip install "asignals-dispatch[redis]" '
+        "(No module 'redis')"
+    )
