@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from ._dispatch import Plan
+from ._dispatch import Plan, extend, plan_of
 from ._receivers import (
     Call,
     Connection,
@@ -123,14 +123,14 @@ class Connections:
         entry = connection.entry
         if connection.sender_ref is None:  # a new last entry in every plan
             self._plans = (
-                (*any_plan, entry),
-                {key: (ref, (*plan, entry)) for key, (ref, plan) in sender_plans.items()},
+                extend(any_plan, entry),
+                {key: (ref, extend(plan, entry)) for key, (ref, plan) in sender_plans.items()},
             )
             return
         key = connection.sender_key
         found = sender_plans.get(key)
         plan = found[1] if found is not None and found[0]() is not None else any_plan
-        sender_plans[key] = (connection.sender_ref, (*plan, entry))
+        sender_plans[key] = (connection.sender_ref, extend(plan, entry))
 
     def _remove(self, connection: Connection) -> None:
         """Take out one connection, also one whose receiver or sender just died."""
@@ -174,13 +174,13 @@ class Connections:
                     (index, connection.entry)
                 )
         sender_plans = {
-            key: (sender_ref, tuple(entry for _, entry in heapq.merge(for_any, own)))
+            key: (sender_ref, plan_of(tuple(entry for _, entry in heapq.merge(for_any, own))))
             for key, (sender_ref, own) in by_sender.items()
         }
         self._connections = connections
         self._index = {connection.key: connection for connection in connections}
         self._by_ref = {id(ref): c for c in connections for ref in c.weak_refs}
-        self._plans = (tuple(entry for _, entry in for_any), sender_plans)
+        self._plans = (plan_of(tuple(entry for _, entry in for_any)), sender_plans)
 
     def _forget(self, dead: Ref) -> None:
         """A weak reference of one connection died: take that connection out."""
@@ -206,7 +206,7 @@ class Connections:
 def _without(plan: Plan, entry: Entry) -> Plan:
     for index, candidate in enumerate(plan):
         if candidate is entry:
-            return plan[:index] + plan[index + 1 :]
+            return plan_of(plan[:index] + plan[index + 1 :])
     return plan
 
 

@@ -59,9 +59,45 @@ def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> Exce
     return exc
 
 
-LOOP_SOURCE = '''\
+class InlinePlan(tuple[Entry, ...]):
+    """A plan whose receivers are all inline sync receivers (:data:`SYNC`)."""
+
+    __slots__ = ()
+
+
+class AwaitPlan(tuple[Entry, ...]):
+    """A plan whose receivers are all plain coroutine receivers (:data:`ASYNC`)."""
+
+    __slots__ = ()
+
+
+def plan_of(entries: tuple[Entry, ...]) -> Plan:
+    """*entries* as a plan whose class tells the loop what it holds (see `LOOP_SOURCE`)."""
+    if not entries:
+        return ()
+    first = entries[0][1]
+    if first is SYNC or first is ASYNC:
+        for _, call in entries:
+            if call is not first:
+                return entries
+        return InlinePlan(entries) if first is SYNC else AwaitPlan(entries)
+    return entries
+
+
+def extend(plan: Plan, entry: Entry) -> Plan:
+    """*plan* with *entry* appended, its class kept when *entry* is of the same kind."""
+    entries = (*plan, entry)
+    kind = type(plan)
+    if kind is InlinePlan:
+        return InlinePlan(entries) if entry[1] is SYNC else entries
+    if kind is AwaitPlan:
+        return AwaitPlan(entries) if entry[1] is ASYNC else entries
+    return plan_of(entries) if len(entries) == 1 else entries
+
+
+LOOP_SOURCE = """\
 async def run_in_order(signal, plan, robust, sender, payload):
-    """Call every live receiver of *plan* in order; collect (receiver, response) pairs."""
+    \"\"\"Call every live receiver of *plan* in order; collect (receiver, response) pairs.\"\"\"
     {unpack}
     responses = []
     for ref, call in plan:
@@ -69,12 +105,7 @@ async def run_in_order(signal, plan, robust, sender, payload):
         if receiver is None:  # garbage-collected since the plan was built
             continue
         try:
-            if call is SYNC:
-                response = receiver({arguments})
-            elif call is ASYNC:
-                response = await receiver({arguments})
-            else:  # to_thread and/or timeout
-                response = await call(receiver, dict({arguments}))
+            {call}
         except Exception as exc:
             if not robust:
                 raise
@@ -88,7 +119,24 @@ async def run_in_order(signal, plan, robust, sender, payload):
         # would hold the exception (in `responses`), a cycle that keeps the payload alive
         # until the cycle collector runs. (No local but `responses` ever holds one.)
         del responses
-'''
+"""
+"""The dispatch loop, one template. ``{unpack}`` binds the payload's items to locals (and,
+in a `guessed_loop`, checks that they are the expected ones); ``{call}`` calls one
+receiver: a branch on its kind in general, or the one kind an `InlinePlan` or `AwaitPlan`
+holds, which saves the branch for every receiver."""
+
+_CALL_ANY_KIND = """\
+if call is SYNC:
+                response = receiver({arguments})
+            elif call is ASYNC:
+                response = await receiver({arguments})
+            else:  # to_thread and/or timeout
+                response = await call(receiver, dict({arguments}))"""
+_CALLS: dict[type, str] = {
+    tuple: _CALL_ANY_KIND,
+    InlinePlan: "response = receiver({arguments})  # an InlinePlan: every call is SYNC",
+    AwaitPlan: "response = await receiver({arguments})  # an AwaitPlan: every call is ASYNC",
+}
 
 
 def _names_in(source: str) -> frozenset[str]:
@@ -98,42 +146,98 @@ def _names_in(source: str) -> frozenset[str]:
     return frozenset(function.co_varnames + function.co_names)
 
 
-# A payload item named like one of these (`plan`, `Exception`, ...) would shadow it inside
-# a loop compiled with literal keywords, so such payloads take the ** loop. `__debug__`
-# cannot be assigned at all.
-_LOOP_NAMES = _names_in(LOOP_SOURCE.format(unpack="", arguments="signal=signal, sender=sender")) | {
-    "__debug__"
-}
 _MAX_SHAPES = 256  # beyond this many payload shapes, new ones share the ** loop
 # Beyond this many payload names, the ** loop: names may come from user input
 # (`send(self, **form)`), and CPython's compiler takes time quadratic in the number of
 # keywords of one call (10,000 names: seconds, blocking the event loop). Keyword passing
 # beats ** for a handful of names; a payload of 32 is already rare.
 _MAX_NAMES = 32
+_ORDER_NAMES = tuple(f"_key{index}" for index in range(_MAX_NAMES))
+
+# A payload item named like one of these (`plan`, `Exception`, ...) would shadow it inside
+# a loop compiled with literal keywords, so such payloads take the ** loop. `__debug__`
+# cannot be assigned at all.
+_LOOP_NAMES = (
+    _names_in(
+        LOOP_SOURCE.format(
+            unpack="refit, KeyError",
+            call=_CALL_ANY_KIND.format(arguments="signal=signal, sender=sender"),
+        )
+    )
+    | set(_ORDER_NAMES)
+    | {"__debug__"}
+)
 loops: dict[tuple[str, ...], Loop] = {}
 """Compiled loops by payload names; the send path reads it directly."""
+_guessed: dict[tuple[tuple[str, ...], type], Loop] = {}
 
 
-def _compile(names: tuple[str, ...] | None) -> Loop:
-    """Compile the loop for these payload names (``None``: any names, through ``**``)."""
+def _unpack(names: tuple[str, ...], guessed: bool) -> str:
+    """The loop's first lines: the payload's items as locals.
+
+    A guessed loop was chosen by the payload's length alone (`guessed_loop`), so it checks
+    the names too: one name by looking it up, two or more by reading them off the dict in
+    order (receivers get the items in the order the send gave them). A mismatch hands the
+    send to the right loop.
+    """
+    unpack = "; ".join(f"{name} = payload[{name!r}]" for name in names)
+    if not guessed or not names:  # an empty payload: its length says it all
+        return unpack
+    if len(names) == 1:
+        return "\n    ".join(["try:", f"    {unpack}", "except KeyError:", f"    {_REFIT}"])
+    order = _ORDER_NAMES[: len(names)]
+    mismatch = " or ".join(f"{key} != {name!r}" for key, name in zip(order, names, strict=True))
+    return "\n    ".join(
+        [f"{', '.join(order)} = payload", f"if {mismatch}:", f"    {_REFIT}", unpack]
+    )
+
+
+_REFIT = "return await refit(signal, plan, robust, sender, payload)"
+
+
+def _compile(names: tuple[str, ...] | None, kind: type = tuple, guessed: bool = False) -> Loop:
+    """Compile the loop for these payload names (``None``: any names, through ``**``), for
+    plans of *kind* (`InlinePlan`, `AwaitPlan`, or ``tuple``: any)."""
     if names is None:
         unpack, keywords = "", ", **payload"
     else:
-        unpack = "; ".join(f"{name} = payload[{name!r}]" for name in names)
+        unpack = _unpack(names, guessed)
         keywords = "".join(f", {name}={name}" for name in names)
     arguments = f"signal=signal, sender=sender{keywords}"
-    source = LOOP_SOURCE.format(unpack=unpack, arguments=arguments)
-    # A distinct file name per shape, registered with linecache, so that tracebacks through
+    source = LOOP_SOURCE.format(unpack=unpack, call=_CALLS[kind].format(arguments=arguments))
+    # A distinct file name per loop, registered with linecache, so that tracebacks through
     # the loop show its source lines.
-    filename = f"<asignals dispatch loop ({'**' if names is None else ', '.join(names)})>"
+    shape = "**" if names is None else ", ".join(names)
+    filename = f"<asignals dispatch loop ({shape}){_LABELS[kind]}{', checked' if guessed else ''}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict[str, Any] = {"SYNC": SYNC, "ASYNC": ASYNC, "log_failure": log_failure}
+    namespace: dict[str, Any] = {
+        "SYNC": SYNC,
+        "ASYNC": ASYNC,
+        "log_failure": log_failure,
+        "refit": _refit,
+    }
     exec(compile(source, filename, "exec"), namespace)
     loop: Loop = namespace["run_in_order"]
     return loop
 
 
-_any_payload_loop = _compile(None)
+_LABELS: dict[type, str] = {
+    tuple: "",
+    InlinePlan: ", sync receivers",
+    AwaitPlan: ", coroutine receivers",
+}
+
+
+def _spellable(shape: tuple[str, ...]) -> bool:
+    """Whether these payload names can be passed as literal keywords by a compiled loop."""
+    # ASCII only: the compiler NFKC-normalises identifiers, so "ﬁle" would become "file".
+    return len(shape) <= _MAX_NAMES and all(
+        name.isascii()
+        and name.isidentifier()
+        and not keyword.iskeyword(name)
+        and name not in _LOOP_NAMES
+        for name in shape
+    )
 
 
 def loop_for(shape: tuple[str, ...]) -> Loop:
@@ -141,18 +245,40 @@ def loop_for(shape: tuple[str, ...]) -> Loop:
     cache first, which the hot path does inline); compiled on first use."""
     loop = loops.get(shape)
     if loop is None:
-        if len(loops) >= _MAX_SHAPES or len(shape) > _MAX_NAMES:
+        if len(loops) >= _MAX_SHAPES or not _spellable(shape):
             return _any_payload_loop
-        # ASCII only: the compiler NFKC-normalises identifiers, so "ﬁle" would become "file".
-        spellable = all(
-            name.isascii()
-            and name.isidentifier()
-            and not keyword.iskeyword(name)
-            and name not in _LOOP_NAMES
-            for name in shape
-        )
-        loop = loops[shape] = _compile(shape) if spellable else _any_payload_loop
+        loop = loops[shape] = _compile(shape)
     return loop
+
+
+def guessed_loop(shape: tuple[str, ...], kind: type) -> Loop:
+    """A loop for payloads of this *shape* and plans of this *kind* (``type(plan)``) that a
+    send may pick by the payload's length alone: it checks the names itself and hands a
+    payload that has others to `refit`.
+
+    This is what makes a signal's steady sends cheap: building and hashing the payload's
+    names cost a fifth of a one-receiver send, comparing its length nothing.
+    """
+    kind = kind if kind in _CALLS else tuple
+    loop = _guessed.get((shape, kind))
+    if loop is None:
+        if len(_guessed) >= 3 * _MAX_SHAPES or not _spellable(shape):
+            return _any_payload_loop  # takes any payload: no check needed
+        loop = _guessed[shape, kind] = _compile(shape, kind, guessed=True)
+    return loop
+
+
+async def _refit(
+    signal: AsyncSignal, plan: Iterable[Entry], robust: bool, sender: Any, payload: dict[str, Any]
+) -> Responses:
+    """A guessed loop met a payload with other names than its own: run the right loop, and
+    make the signal choose again on its next send."""
+    signal._forget_loops()
+    shape = tuple(payload)
+    return await (loops.get(shape) or loop_for(shape))(signal, plan, robust, sender, payload)
+
+
+_any_payload_loop = _compile(None)
 
 
 async def run_concurrently(

@@ -50,7 +50,7 @@ async def test_ten_thousand_payload_names_take_the_star_star_loop(mode: Mode) ->
     [(_, received)] = await sender_of(sig, mode)(None, **form)
     assert received == {"signal": sig, "sender": None, **form}
     shape = tuple(form)
-    assert shape not in dispatch.loops  # nothing compiled (seconds, before the first await)
+    assert not _compiled(shape)  # nothing compiled (seconds, before the first await)
     assert dispatch.loop_for(shape) is dispatch._any_payload_loop
 
 
@@ -61,8 +61,13 @@ async def test_payload_names_up_to_the_cap_are_compiled() -> None:
     over = {**at_cap, "one_more": 0}
     assert (await sig.send(None, **at_cap))[0][1] == {"signal": sig, "sender": None, **at_cap}
     assert (await sig.send(None, **over))[0][1] == {"signal": sig, "sender": None, **over}
-    assert tuple(at_cap) in dispatch.loops
-    assert tuple(over) not in dispatch.loops
+    assert _compiled(tuple(at_cap))
+    assert not _compiled(tuple(over))
+
+
+def _compiled(shape: tuple[str, ...]) -> bool:
+    """Whether a loop was compiled for these payload names (by any send mode)."""
+    return shape in dispatch.loops or any(names == shape for names, _ in dispatch._guessed)
 
 
 @pytest.mark.parametrize("mode", MODES)
