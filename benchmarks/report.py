@@ -466,6 +466,7 @@ def read_json(path: Path) -> Results:
 _STYLE: dict[str, dict[str, Any]] = {
     "asignals": {"color": "#d62728", "linewidth": 2.6, "marker": "o", "zorder": 5},
     "asignals weak=False": {"color": "#ff9896", "linewidth": 1.2, "marker": ".", "zorder": 4},
+    "asignals send": {"color": "#ff9896", "linewidth": 1.0, "linestyle": ":", "zorder": 4},
     "strict floor": {"color": "black", "linewidth": 1.6, "linestyle": "--", "marker": "s"},
     "hand loop, **payload": {"color": "#555555", "linewidth": 1.0, "linestyle": ":"},
     "raw task group": {"color": "black", "linewidth": 1.6, "linestyle": "-.", "marker": "^"},

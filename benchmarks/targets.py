@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._model import DispatchRow, Kind, LoopName, Mode, Results, TargetRow
-from .dispatch import FLOOR, RAW_TASK_GROUP, lookup
+from .dispatch import FLOOR, RAW_TASK_GROUP, SEND_IN_ROBUST_BLOCK, lookup
 from .pythons import version_of
 
 SEND_SYNC_100_VS_FLOOR = 1.25
@@ -97,12 +97,12 @@ def _ratio_target(
     return TargetRow(name, goal, _x(worst), worst <= limit, details)
 
 
-def _vs(base_impl: str, mode_of_base: Mode | None = None) -> Ratio:
+def _vs(base_impl: str) -> Ratio:
     def ratio(
         rows: list[DispatchRow], loop: LoopName, mode: Mode, kind: Kind, n: int
     ) -> tuple[float, str] | None:
         subject = lookup(rows, loop, mode, kind, n, "asignals")
-        base = lookup(rows, loop, mode_of_base or mode, kind, n, base_impl)
+        base = lookup(rows, loop, mode, kind, n, base_impl)
         if subject is None or base is None or not subject.ns or not base.ns:
             return None
         return subject.ns / base.ns, ""
@@ -194,7 +194,7 @@ def evaluate(results: Results) -> list[TargetRow]:
             f"≤ {ROBUST_VS_SEND}x send (1 and 100 receivers, sync and coroutine)",
             ROBUST_VS_SEND,
             [("send_robust", kind, n) for kind in ("sync", "async") for n in (1, 100)],
-            _vs("asignals", mode_of_base="send"),
+            _vs(SEND_IN_ROBUST_BLOCK),
         ),
     ]
     targets += _asgi_targets(results)
