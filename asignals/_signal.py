@@ -455,10 +455,11 @@ class AsyncSignal(Connections, Generic[P]):
         kind = type(plan)
         named = self._named_loops.get((shape, kind))
         if named is None:
-            loop = guessed_loop(shape, kind)
             names = self._coroutine_names or self._name_sends()
-            send, send_robust = (_renamed(loop, name) for name in names[:2])
-            named = self._named_loops[shape, kind] = (send, send_robust)
+            named = self._named_loops[shape, kind] = (
+                _renamed(guessed_loop(shape, kind, robust=False), names[0]),
+                _renamed(guessed_loop(shape, kind, robust=True), names[1]),
+            )
         self._last_loops = (len(shape), kind, named)
         return named
 

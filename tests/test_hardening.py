@@ -67,7 +67,7 @@ async def test_payload_names_up_to_the_cap_are_compiled() -> None:
 
 def _compiled(shape: tuple[str, ...]) -> bool:
     """Whether a loop was compiled for these payload names (by any send mode)."""
-    return shape in dispatch.loops or any(names == shape for names, _ in dispatch._guessed)
+    return shape in dispatch.loops or any(names == shape for names, _, _ in dispatch._guessed)
 
 
 @pytest.mark.parametrize("mode", MODES)

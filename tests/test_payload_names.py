@@ -207,7 +207,7 @@ async def test_traceback_shows_the_dispatch_loop_source() -> None:
         await sig.send(order=1)
     text = "".join(traceback.format_exception(info.value))
     assert "asignals dispatch loop" in text
-    assert "response = receiver(" in text
+    assert "receiver(signal=signal, sender=sender, order=order)" in text
 
 
 # -- names the compiler would change or that would shadow the loop's own --------------------

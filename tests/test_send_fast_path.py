@@ -187,7 +187,7 @@ async def test_shapes_past_the_cap_still_deliver(monkeypatch: pytest.MonkeyPatch
     for index in range(8):
         payload = {f"name_{index}": index, "x": 0}
         assert await sig.send(Shop, **payload) == [(echo, items(sig, **payload))]
-    assert len(dispatch._guessed) <= 3
+    assert len(dispatch._guessed) <= 5  # the cap: five loops per shape allowed
 
 
 async def test_a_send_from_another_thread_meanwhile_is_not_confused() -> None:
