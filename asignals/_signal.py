@@ -305,10 +305,13 @@ class AsyncSignal(Connections, Generic[P]):
         """
         # The send prologue, written out here and in send_robust (a call to a shared one
         # cost a tenth of a one-receiver send); _plan_to_send() is the same, readable.
-        if len(args) == 1 and "sender" not in payload and "signal" not in payload:
-            sender = args[0]
-        else:
+        try:
+            (sender,) = args  # cheaper than len(args) == 1, then args[0]
+        except ValueError:
             sender = self._fix_send_arguments(args, payload)
+        else:
+            if "sender" in payload or "signal" in payload:
+                sender = self._fix_send_arguments(args, payload)
         any_plan, sender_plans = self._plans
         plan = self._plan_for(sender) if sender_plans else any_plan
         if self._hook is not None:
@@ -334,10 +337,13 @@ class AsyncSignal(Connections, Generic[P]):
                     ...
             ```
         """
-        if len(args) == 1 and "sender" not in payload and "signal" not in payload:
-            sender = args[0]
-        else:
+        try:
+            (sender,) = args
+        except ValueError:
             sender = self._fix_send_arguments(args, payload)
+        else:
+            if "sender" in payload or "signal" in payload:
+                sender = self._fix_send_arguments(args, payload)
         any_plan, sender_plans = self._plans
         plan = self._plan_for(sender) if sender_plans else any_plan
         if self._hook is not None:
