@@ -22,6 +22,7 @@ import inspect
 import keyword
 import linecache
 import logging
+import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -186,9 +187,14 @@ async def run_concurrently(
     flat = [response for responses in outcomes for response in responses]
     # A receiver's frame reaches the task that ran it (frames link to their callers), and
     # that task's frame reaches `outcomes`: emptied, so that an exception returned in the
-    # responses is not in a reference cycle that keeps the payload alive.
+    # responses is not in a reference cycle that keeps the payload alive. A child that ran
+    # eagerly, inside the Task constructor, links to this very frame: `flat` is dropped
+    # from it on the way out for the same reason (as the loop drops its `responses`).
     outcomes.clear()
-    return flat
+    try:
+        return flat
+    finally:
+        del flat
 
 
 def _parts(plan: Plan) -> list[Plan]:
@@ -259,10 +265,29 @@ async def _run_all_in_asyncio_tasks(
     one counter and one task per part (cheaper than ``asyncio.wait``).
     """
     children = _Children(event_loop, len(coroutines))
-    for index, coroutine in enumerate(coroutines):
-        children.tasks.append(event_loop.create_task(_child(children, index, coroutine)))
+    tasks = children.tasks
+    if sys.version_info >= (3, 12) and _builds_eager_tasks(event_loop):
+        # Each child runs at once, inside the Task constructor, up to its first suspension:
+        # a receiver that returns at once never waits for a turn of the loop, and when all
+        # of them did, no waiter is needed. A child that fails or is interrupted there
+        # stops the gather like any other, and the children created after it run nothing.
+        eager = True
+        for index, coroutine in enumerate(coroutines):
+            tasks.append(
+                asyncio.Task(_child(children, index, coroutine), loop=event_loop, eager_start=True)
+            )
+    else:
+        eager = False
+        for index, coroutine in enumerate(coroutines):
+            tasks.append(event_loop.create_task(_child(children, index, coroutine)))
     caller_cancelled: BaseException | None = None
     if children.pending:
+        if eager and _cancel_pending(asyncio.current_task(event_loop)):
+            # The caller was cancelled before the children started (an anyio scope around
+            # it, or a Task.cancel() not delivered yet): its cancellation arrives after the
+            # children's next steps, which eager start has scheduled already. Stopped now,
+            # they stop at their first checkpoint, as lazy children (and trio's) do.
+            children.stop()
         children.waiter = event_loop.create_future()
         try:
             await children.waiter
@@ -282,6 +307,60 @@ async def _run_all_in_asyncio_tasks(
     finally:
         del caller_cancelled, errors  # no cycle through this frame's traceback
     return children.results
+
+
+# Eager tasks exist from Python 3.12 on. Neither `loop.create_task()` nor a TaskGroup's
+# accepts `eager_start` there (3.12, 3.13.0), so eager children are built as
+# `asyncio.Task(..., loop=..., eager_start=True)`: what asyncio's and uvloop's own
+# `create_task()` do, minus the eagerness, when no task factory is set.
+_plain_create_task: dict[type[asyncio.AbstractEventLoop], bool] = {}
+
+
+def _builds_eager_tasks(event_loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether gather may build its children's tasks itself instead of ``create_task()``.
+
+    Only on a loop whose ``create_task`` is asyncio's or uvloop's own, and without a task
+    factory: both are the user's say in how tasks are made, so ``create_task()`` is then
+    called, as on Python 3.11 (and an eager task factory makes the children eager anyway).
+    """
+    plain = _plain_create_task.get(type(event_loop))
+    if plain is None:
+        plain = _plain_create_task[type(event_loop)] = _has_plain_create_task(event_loop)
+    return plain and event_loop.get_task_factory() is None
+
+
+def _has_plain_create_task(event_loop: asyncio.AbstractEventLoop) -> bool:
+    own = [asyncio.BaseEventLoop.create_task]
+    uvloop = sys.modules.get("uvloop")
+    if uvloop is not None:
+        own.append(uvloop.Loop.create_task)
+    return getattr(type(event_loop), "create_task", None) in own
+
+
+def _cancel_pending(task: asyncio.Task[Any] | None) -> bool:
+    """Whether *task* is cancelled at its next ``await``: a ``Task.cancel()`` not delivered
+    yet, or an anyio cancel scope around it cancelled already (not behind a shield).
+
+    Read from asyncio's and anyio's private state (anyio's own task groups read both), at
+    half the cost of anyio's public ``current_effective_deadline()``, which tells the
+    same. Without anyio's asyncio backend loaded there is no anyio scope to look at.
+    """
+    if task is None:  # a coroutine driven by hand, outside any task
+        return False
+    if getattr(task, "_must_cancel", False):
+        return True
+    backend = sys.modules.get("anyio._backends._asyncio")
+    if backend is None:
+        return False
+    state = backend._task_states.get(task)
+    scope = None if state is None else state.cancel_scope
+    while scope is not None:
+        if scope.cancel_called:
+            return True
+        if scope.shield:
+            return False
+        scope = scope._parent_scope
+    return False
 
 
 class _Children:
