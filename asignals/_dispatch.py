@@ -272,10 +272,9 @@ async def _run_all_in_asyncio_tasks(
         # of them did, no waiter is needed. A child that fails or is interrupted there
         # stops the gather like any other, and the children created after it run nothing.
         eager = True
+        task, add = asyncio.Task, tasks.append
         for index, coroutine in enumerate(coroutines):
-            tasks.append(
-                asyncio.Task(_child(children, index, coroutine), loop=event_loop, eager_start=True)
-            )
+            add(task(_child(children, index, coroutine), loop=event_loop, eager_start=True))
     else:
         eager = False
         for index, coroutine in enumerate(coroutines):
@@ -373,7 +372,8 @@ class _Children:
         self.event_loop = event_loop
         self.tasks: list[asyncio.Task[None]] = []
         self.pending = count
-        self.results: list[Responses] = [[] for _ in range(count)]
+        # One shared empty list: a slot is only ever replaced (by its child), never appended to.
+        self.results: list[Responses] = [[]] * count
         self.errors: list[BaseException] = []
         self.stopping = False
         self.waiter: asyncio.Future[None] | None = None
@@ -442,9 +442,10 @@ async def _child(
                 children.errors.append(exc.with_traceback(_below(exc.__traceback__)))
                 children.stop()
     children.pending -= 1
-    waiter = children.waiter
-    if not children.pending and waiter is not None and not waiter.done():
-        waiter.set_result(None)
+    if not children.pending:
+        waiter = children.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 def _below(traceback: TracebackType | None) -> TracebackType | None:
