@@ -191,7 +191,21 @@ async def test_interrupt_at_once_reaches_the_caller(error: type[BaseException]) 
 
 
 @pytest.mark.asyncio
-async def test_every_child_failing_at_once_raises_them_all_in_plan_order() -> None:
+@pytest.mark.parametrize("limit", [1, 2])
+async def test_interrupt_at_once_in_a_limited_gather_reaches_the_caller(limit: int) -> None:
+    sig, log = AsyncSignal("s", max_concurrency=limit), Log()
+    receivers = [log.raises("interrupts", KeyboardInterrupt), log.instant("b"), log.instant("c")]
+    connect_all(sig, *receivers)
+    with pytest.raises(BaseExceptionGroup) as info:
+        await sig.gather()
+    assert [type(e) for e in info.value.exceptions] == [KeyboardInterrupt]
+    # The worker that ran it stops; a second worker (started eagerly after the failure, or
+    # lazily after it) sees that gather is stopping and takes no part either.
+    assert log.calls == ["interrupts"]
+
+
+@pytest.mark.asyncio
+async def test_the_first_failure_at_once_stops_the_children_after_it() -> None:
     sig, log = AsyncSignal("s"), Log()
     receivers = [log.raises("one", ValueError), log.raises("two", KeyError)]
     connect_all(sig, *receivers)
@@ -266,6 +280,27 @@ async def test_cancelled_anyio_scope_around_the_caller(shielded: bool) -> None:
         assert outer.cancelled_caught
         assert "a after checkpoint" not in log.calls
         assert responses == []
+
+
+@pytest.mark.asyncio
+async def test_error_in_cleanup_under_an_already_cancelled_scope_is_not_lost() -> None:
+    """The children stopped before gather waits (eager) fail in their cleanup: raised."""
+    sig = AsyncSignal("s")
+
+    async def fails_in_cleanup(**kwargs: Any) -> None:
+        try:
+            await asyncio.sleep(0)
+            await asyncio.sleep(30)
+        finally:
+            raise ValueError("cleanup failed")
+
+    sig.connect(fails_in_cleanup)
+    scope = anyio.CancelScope()
+    scope.cancel()
+    with pytest.raises(ExceptionGroup) as info, scope:
+        await sig.gather()
+    # As a trio nursery reports it: the error, without the cancellation it ended.
+    assert [str(e) for e in info.value.exceptions] == ["cleanup failed"]
 
 
 @pytest.mark.asyncio
