@@ -262,7 +262,9 @@ async def _run_all_in_asyncio_tasks(
     times the whole task (design.md, "Gather"). What a task group would add, `_Children`
     does only once something has to be cancelled: level-style cancellation that respects
     anyio shields. Every child reports its own end, so the normal path is one future,
-    one counter and one task per part (cheaper than ``asyncio.wait``).
+    one counter and one task per part (cheaper than ``asyncio.wait``). On Python 3.12+ the
+    tasks start eagerly (design.md, "Eager start"): no future at all when every child
+    returned before its first suspension.
     """
     children = _Children(event_loop, len(coroutines))
     tasks = children.tasks
@@ -430,7 +432,8 @@ async def _child(
 ) -> None:
     """One part of a gather, in a task of its own: it reports its result or its failure to
     *children* instead of raising, so that nothing escapes the event loop (asyncio re-raises
-    a task's KeyboardInterrupt or SystemExit out of ``run_until_complete``)."""
+    a task's KeyboardInterrupt or SystemExit out of ``run_until_complete``, and out of the
+    Task constructor for a task started eagerly)."""
     if children.stopping:  # cancelled before it started: run nothing
         coroutine.close()
     else:
