@@ -345,9 +345,14 @@ async def run_concurrently(
     flat = [response for responses in outcomes for response in responses]
     # A receiver's frame reaches the task that ran it (frames link to their callers), and
     # that task's frame reaches `outcomes`: emptied, so that an exception returned in the
-    # responses is not in a reference cycle that keeps the payload alive.
+    # responses is not in a reference cycle that keeps the payload alive. A child that ran
+    # eagerly, inside the Task constructor, links to this very frame: `flat` is dropped
+    # from it on the way out for the same reason (as the loop drops its `responses`).
     outcomes.clear()
-    return flat
+    try:
+        return flat
+    finally:
+        del flat
 
 
 def _parts(plan: Plan) -> list[Plan]:
@@ -415,13 +420,33 @@ async def _run_all_in_asyncio_tasks(
     times the whole task (design.md, "Gather"). What a task group would add, `_Children`
     does only once something has to be cancelled: level-style cancellation that respects
     anyio shields. Every child reports its own end, so the normal path is one future,
-    one counter and one task per part (cheaper than ``asyncio.wait``).
+    one counter and one task per part (cheaper than ``asyncio.wait``). On Python 3.12+ the
+    tasks start eagerly (design.md, "Eager start"): no future at all when every child
+    returned before its first suspension.
     """
     children = _Children(event_loop, len(coroutines))
-    for index, coroutine in enumerate(coroutines):
-        children.tasks.append(event_loop.create_task(_child(children, index, coroutine)))
+    tasks = children.tasks
+    if sys.version_info >= (3, 12) and _builds_eager_tasks(event_loop):
+        # Each child runs at once, inside the Task constructor, up to its first suspension:
+        # a receiver that returns at once never waits for a turn of the loop, and when all
+        # of them did, no waiter is needed. A child that fails or is interrupted there
+        # stops the gather like any other, and the children created after it run nothing.
+        eager = True
+        task, add = asyncio.Task, tasks.append
+        for index, coroutine in enumerate(coroutines):
+            add(task(_child(children, index, coroutine), loop=event_loop, eager_start=True))
+    else:
+        eager = False
+        for index, coroutine in enumerate(coroutines):
+            tasks.append(event_loop.create_task(_child(children, index, coroutine)))
     caller_cancelled: BaseException | None = None
     if children.pending:
+        if eager and _cancel_pending(asyncio.current_task(event_loop)):
+            # The caller was cancelled before the children started (an anyio scope around
+            # it, or a Task.cancel() not delivered yet): its cancellation arrives after the
+            # children's next steps, which eager start has scheduled already. Stopped now,
+            # they stop at their first checkpoint, as lazy children (and trio's) do.
+            children.stop()
         children.waiter = event_loop.create_future()
         try:
             await children.waiter
@@ -443,6 +468,60 @@ async def _run_all_in_asyncio_tasks(
     return children.results
 
 
+# Eager tasks exist from Python 3.12 on. Neither `loop.create_task()` nor a TaskGroup's
+# accepts `eager_start` there (3.12, 3.13.0), so eager children are built as
+# `asyncio.Task(..., loop=..., eager_start=True)`: what asyncio's and uvloop's own
+# `create_task()` do, minus the eagerness, when no task factory is set.
+_plain_create_task: dict[type[asyncio.AbstractEventLoop], bool] = {}
+
+
+def _builds_eager_tasks(event_loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether gather may build its children's tasks itself instead of ``create_task()``.
+
+    Only on a loop whose ``create_task`` is asyncio's or uvloop's own, and without a task
+    factory: both are the user's say in how tasks are made, so ``create_task()`` is then
+    called, as on Python 3.11 (and an eager task factory makes the children eager anyway).
+    """
+    plain = _plain_create_task.get(type(event_loop))
+    if plain is None:
+        plain = _plain_create_task[type(event_loop)] = _has_plain_create_task(event_loop)
+    return plain and event_loop.get_task_factory() is None
+
+
+def _has_plain_create_task(event_loop: asyncio.AbstractEventLoop) -> bool:
+    own = [asyncio.BaseEventLoop.create_task]
+    uvloop = sys.modules.get("uvloop")
+    if uvloop is not None:
+        own.append(uvloop.Loop.create_task)
+    return getattr(type(event_loop), "create_task", None) in own
+
+
+def _cancel_pending(task: asyncio.Task[Any] | None) -> bool:
+    """Whether *task* is cancelled at its next ``await``: a ``Task.cancel()`` not delivered
+    yet, or an anyio cancel scope around it cancelled already (not behind a shield).
+
+    Read from asyncio's and anyio's private state (anyio's own task groups read both), at
+    half the cost of anyio's public ``current_effective_deadline()``, which tells the
+    same. Without anyio's asyncio backend loaded there is no anyio scope to look at.
+    """
+    if task is None:  # a coroutine driven by hand, outside any task
+        return False
+    if getattr(task, "_must_cancel", False):
+        return True
+    backend = sys.modules.get("anyio._backends._asyncio")
+    if backend is None:
+        return False
+    state = backend._task_states.get(task)
+    scope = None if state is None else state.cancel_scope
+    while scope is not None:
+        if scope.cancel_called:
+            return True
+        if scope.shield:
+            return False
+        scope = scope._parent_scope
+    return False
+
+
 class _Children:
     """The tasks of one asyncio gather: how many are still running, their results and
     failures, and (once stopping) the cancellation that anyio would deliver to them."""
@@ -453,7 +532,8 @@ class _Children:
         self.event_loop = event_loop
         self.tasks: list[asyncio.Task[None]] = []
         self.pending = count
-        self.results: list[Responses] = [[] for _ in range(count)]
+        # One shared empty list: a slot is only ever replaced (by its child), never appended to.
+        self.results: list[Responses] = [[]] * count
         self.errors: list[BaseException] = []
         self.stopping = False
         self.waiter: asyncio.Future[None] | None = None
@@ -510,7 +590,8 @@ async def _child(
 ) -> None:
     """One part of a gather, in a task of its own: it reports its result or its failure to
     *children* instead of raising, so that nothing escapes the event loop (asyncio re-raises
-    a task's KeyboardInterrupt or SystemExit out of ``run_until_complete``)."""
+    a task's KeyboardInterrupt or SystemExit out of ``run_until_complete``, and out of the
+    Task constructor for a task started eagerly)."""
     if children.stopping:  # cancelled before it started: run nothing
         coroutine.close()
     else:
@@ -522,9 +603,10 @@ async def _child(
                 children.errors.append(exc.with_traceback(_below(exc.__traceback__)))
                 children.stop()
     children.pending -= 1
-    waiter = children.waiter
-    if not children.pending and waiter is not None and not waiter.done():
-        waiter.set_result(None)
+    if not children.pending:
+        waiter = children.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 def _below(traceback: TracebackType | None) -> TracebackType | None:
