@@ -285,8 +285,13 @@ class AsyncSignal(Connections, Generic[P]):
     # Each send method is a plain function returning the loop's coroutine, so a send
     # creates one coroutine, not two; `await signal.send(...)` reads the same. The payload
     # is typed by P: a typed signal (`asignals.signal`) checks it, an untyped one takes any.
+    # send and send_robust take the sender as a positional-only parameter, which spares a
+    # tuple per send (about 6% of a one-receiver send); `TypedSignal` declares them with P
+    # for type checkers.
 
-    def send(self, /, *args: P.args, **payload: P.kwargs) -> Coroutine[Any, Any, Responses]:
+    def send(
+        self, sender: Any = None, /, *args: Any, **payload: Any
+    ) -> Coroutine[Any, Any, Responses]:
         """Call the receivers one after another; the first exception propagates at once.
 
         Called as ``send(sender, **payload)``. Returns ``[(receiver, response), ...]`` in
@@ -305,13 +310,8 @@ class AsyncSignal(Connections, Generic[P]):
         """
         # The send prologue, written out here and in send_robust (a call to a shared one
         # cost a tenth of a one-receiver send); _plan_to_send() is the same, readable.
-        try:
-            (sender,) = args  # cheaper than len(args) == 1, then args[0]
-        except ValueError:
-            sender = self._fix_send_arguments(args, payload)
-        else:
-            if "sender" in payload or "signal" in payload:
-                sender = self._fix_send_arguments(args, payload)
+        if args or "sender" in payload or "signal" in payload:
+            sender = self._fix_send_arguments((sender, *args), payload)
         any_plan, sender_plans = self._plans
         plan = self._plan_for(sender) if sender_plans else any_plan
         if self._hook is not None:
@@ -323,7 +323,9 @@ class AsyncSignal(Connections, Generic[P]):
             named = self._choose_loops(payload, plan)
         return named[0](self, plan, False, sender, payload)
 
-    def send_robust(self, /, *args: P.args, **payload: P.kwargs) -> Coroutine[Any, Any, Responses]:
+    def send_robust(
+        self, sender: Any = None, /, *args: Any, **payload: Any
+    ) -> Coroutine[Any, Any, Responses]:
         """Like `send`, but an `Exception` becomes that receiver's response.
 
         Each such exception (traceback attached) is logged to the `asignals` logger and
@@ -337,13 +339,8 @@ class AsyncSignal(Connections, Generic[P]):
                     ...
             ```
         """
-        try:
-            (sender,) = args
-        except ValueError:
-            sender = self._fix_send_arguments(args, payload)
-        else:
-            if "sender" in payload or "signal" in payload:
-                sender = self._fix_send_arguments(args, payload)
+        if args or "sender" in payload or "signal" in payload:
+            sender = self._fix_send_arguments((sender, *args), payload)
         any_plan, sender_plans = self._plans
         plan = self._plan_for(sender) if sender_plans else any_plan
         if self._hook is not None:

@@ -10,11 +10,12 @@ difference.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
+from ._dispatch import Responses
 from ._receivers import Receiver, describe
 from ._signal import AsyncSignal, P
 
@@ -38,6 +39,17 @@ class TypedSignal(AsyncSignal[P]):
         await order_paid.send(Shop, order=order)  # checked
         ```
     """
+
+    if TYPE_CHECKING:
+        # At run time these are AsyncSignal's, whose sender is a positional-only parameter
+        # (cheaper per send); type checkers see the prototype's payload instead.
+        def send(  # narrower on purpose: the payload must fit P
+            self, /, *args: P.args, **payload: P.kwargs
+        ) -> Coroutine[Any, Any, Responses]: ...
+
+        def send_robust(
+            self, /, *args: P.args, **payload: P.kwargs
+        ) -> Coroutine[Any, Any, Responses]: ...
 
     def connect(  # type: ignore[override]  # narrower on purpose: receivers must fit P
         self,
