@@ -29,7 +29,7 @@ from ._builtins import (
     request_finished,
     request_started,
 )
-from ._dispatch import Loop, loop_for, loops
+from ._dispatch import Loop, Plan, loop_for, loops
 from ._receivers import Entry
 
 __all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "SignalMiddleware"]
@@ -43,30 +43,30 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 logger = logging.getLogger("asignals")
 
 
-# What an outer SignalMiddleware is reporting, while it runs: `[id(scope), id(headers)]`
-# of one request (or lifespan), emptied when it ends. Kept in a context variable (not a
-# scope key: the scope belongs to the application), so that nested or mounted apps wrapped
-# again fire the signals once per request, not once per layer. Context variables are copied
-# into every task started meanwhile, so the marker names its request: a scope that is not
-# that one (or a shallow copy of it, which shares its `headers` list) is another request
-# and is reported, as is any request once this one has ended, from a task it spawned or
-# from an in-process client in its task. Ids, not the objects, so that a spawned task's
-# context does not keep the scope alive; while the marker is not empty the scope is alive,
-# so its id cannot have been reused. A list, not a class: this is on every request's path.
-_reporting: ContextVar[list[int] | None] = ContextVar("asignals_reporting", default=None)
-_reporting_lifespan: ContextVar[list[int] | None] = ContextVar(
+# What an outer SignalMiddleware is reporting, while it runs: `[scope, headers]` of one
+# request (or lifespan), emptied when it ends. Kept in a context variable (not a scope key:
+# the scope belongs to the application), so that nested or mounted apps wrapped again fire
+# the signals once per request, not once per layer. Context variables are copied into every
+# task started meanwhile, so the marker names its request: a scope that is not that one (or
+# a shallow copy of it, which shares its `headers` list) is another request and is
+# reported, as is any request once this one has ended, from a task it spawned or from an
+# in-process client in its task. Emptied in a `finally`, so that a spawned task's context
+# keeps neither object alive past the request. The objects, not their ids: `id()` makes
+# two ints per request. A list, not a class: this is on every request's path.
+_reporting: ContextVar[list[Any] | None] = ContextVar("asignals_reporting", default=None)
+_reporting_lifespan: ContextVar[list[Any] | None] = ContextVar(
     "asignals_reporting_lifespan", default=None
 )
 
 
-def _covers(marker: list[int] | None, scope: Scope) -> bool:
+def _covers(marker: list[Any] | None, scope: Scope) -> bool:
     """Whether *scope* is the request (or lifespan) that *marker* names, still running."""
     if not marker:
         return False
-    if id(scope) == marker[0]:
+    if scope is marker[0]:
         return True
     headers = scope.get("headers")
-    return headers is not None and id(headers) == marker[1]
+    return headers is not None and headers is marker[1]
 
 
 class _Exchange:
@@ -118,19 +118,22 @@ class _Exchange:
             # after the client went away.
             self.disconnected = True
             raise
-        if message_type in ("http.response.start", "websocket.http.response.start"):
-            self.status_code = message["status"]
-        elif message_type in (
-            "http.response.body",
-            "http.response.zerocopysend",
-            "websocket.http.response.body",  # the end of a websocket denial response
-        ):
+        # Plain comparisons, most frequent first: cheaper than `in` a tuple of names.
+        if message_type == "http.response.body":
             self.response_complete = not message.get("more_body", False)
-        elif message_type == "http.response.pathsend":  # always the whole response
-            self.response_complete = True
+        elif message_type == "http.response.start":
+            self.status_code = message["status"]
         elif message_type == "websocket.close":
             self.close_code = message.get("code", 1000)
             self.response_complete = True
+        elif message_type == "http.response.pathsend":  # always the whole response
+            self.response_complete = True
+        elif message_type == "http.response.zerocopysend":
+            self.response_complete = not message.get("more_body", False)
+        elif message_type == "websocket.http.response.start":  # a websocket denial response
+            self.status_code = message["status"]
+        elif message_type == "websocket.http.response.body":  # the end of a denial response
+            self.response_complete = not message.get("more_body", False)
 
 
 class SignalMiddleware:
@@ -247,31 +250,54 @@ class SignalMiddleware:
             await self.app(scope, receive, send)
             return
         scope_type = scope["type"]
-        if scope_type not in self._request_types or not self._wants(scope):
+        if scope_type not in self._request_types:
             if scope_type == "lifespan":
                 await self._lifespan(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
+        marker = _reporting.get()
+        if (marker and _covers(marker, scope)) or (  # an outer layer reports this request
+            (self._exact_paths or self._path_patterns) and self._excludes(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        # Whether some receiver listens to a request from this sender, asked as
+        # has_listeners() would ask, and the plan request_started runs. While request_started
+        # has no send hook, finding its plan records nothing and answers for it.
+        sender = self.sender
+        payload: dict[str, Any] = {"scope": scope}
+        plan: Plan | None = None
+        if request_started._hook is None:
+            plan = request_started._plan_to_send(sender, payload)
+            listens = bool(plan)
+        else:
+            listens = request_started.has_listeners(sender)
+        if not (
+            listens
+            or request_finished.has_listeners(sender)
+            or got_request_exception.has_listeners(sender)
+        ):
+            await self.app(scope, receive, send)
+            return
 
         # The request is reported, here rather than in a method of its own: one coroutine
         # fewer per request. Everything about it lives in locals (and `exchange`, created
         # for it), never on self.
-        sender = self.sender
         exchange = _Exchange()
         exchange.receive, exchange.send = receive, send
         exchange.status_code = exchange.close_code = None
         exchange.response_complete = exchange.disconnected = False
         exception: BaseException | None = None
-        marker = [id(scope), id(scope.get("headers"))]
+        marker = [scope, scope.get("headers")]
         token = _reporting.set(marker)
         started = perf_counter()
         interrupted = False  # by cancellation (or KeyboardInterrupt...), not an app error
         try:
             # request_started.send(sender, scope=scope), taken apart like the finish below:
             # the same plan (the testing helpers' hook applied) and the same compiled loop.
-            payload: dict[str, Any] = {"scope": scope}
-            plan = request_started._plan_to_send(sender, payload)
+            if plan is None:  # a hook is installed: it sees the send now
+                plan = request_started._plan_to_send(sender, payload)
             if plan:  # a failure fails the request
                 loop = loops.get(_STARTED) or loop_for(_STARTED)
                 await loop(request_started, plan, False, sender, payload)
@@ -329,23 +355,10 @@ class SignalMiddleware:
             finally:
                 payload.clear()
 
-    def _wants(self, scope: Scope) -> bool:
-        """Whether this request sends signals: some receiver listens, not nested, not excluded."""
-        sender = self.sender
-        if not (
-            request_started.has_listeners(sender)
-            or request_finished.has_listeners(sender)
-            or got_request_exception.has_listeners(sender)
-        ):
-            return False
-        marker = _reporting.get()
-        if marker and _covers(marker, scope):  # an outer layer reports this request
-            return False
-        if self._exact_paths or self._path_patterns:
-            path = scope.get("path", "")
-            if path in self._exact_paths or any(p.fullmatch(path) for p in self._path_patterns):
-                return False
-        return True
+    def _excludes(self, scope: Scope) -> bool:
+        """Whether *scope*'s path is one of exclude_paths."""
+        path = scope.get("path", "")
+        return path in self._exact_paths or any(p.fullmatch(path) for p in self._path_patterns)
 
     async def _finish_shielded(
         self,
@@ -400,7 +413,7 @@ class SignalMiddleware:
                 return  # the server has been told already, and accepts it once
             await send(message)
 
-        marker = [id(scope), id(scope.get("headers"))]
+        marker = [scope, scope.get("headers")]
         token = _reporting_lifespan.set(marker)
         try:
             await self.app(scope, observe_receive, observe_send)

@@ -109,6 +109,34 @@ async def test_request_from_a_task_spawned_during_a_request_is_reported() -> Non
     assert [call.payload["scope"]["path"] for call in recorder.calls] == ["/original", "/spawned"]
 
 
+class WeakScope(dict[str, Any]):
+    """A scope that can be weakly referenced (a plain dict cannot)."""
+
+
+async def test_a_task_that_outlives_its_request_does_not_keep_the_scope_alive() -> None:
+    """The marker in the context a spawned task inherits holds the request's scope only
+    while the request runs: it is emptied when the request ends."""
+
+    def started(**kwargs: Any) -> None:
+        pass
+
+    release = anyio.Event()
+    with connected_to(started, request_started):
+        async with anyio.create_task_group() as group:
+
+            async def spawning_app(scope: Scope, receive: Receive, send: Send) -> None:
+                group.start_soon(release.wait)  # its context: a copy of this request's
+                await ok_app(scope, receive, send)
+
+            scope = WeakScope(http_scope())
+            alive = weakref.ref(scope)
+            await SignalMiddleware(spawning_app)(scope, *FakeServer().channel())
+            del scope
+            gc.collect()
+            assert alive() is None, "the spawned task's context keeps the scope alive"
+            release.set()
+
+
 async def test_concurrent_request_from_a_spawned_task_is_reported() -> None:
     wrapped = SignalMiddleware(ok_app)
     with recording(request_started) as recorder:
