@@ -202,6 +202,23 @@ async def test_file_response_sent_with_pathsend_is_complete(tmp_path: Path) -> N
     assert call.payload["status_code"] == 200
 
 
+@pytest.mark.parametrize("more_body", [False, True])
+async def test_zerocopysend_completes_the_response_unless_more_follows(more_body: bool) -> None:
+    scope = http_scope("/video")
+    scope["extensions"] = {"http.response.zerocopysend": {}}
+    server = FakeServer()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 206, "headers": []})
+        await send({"type": "http.response.zerocopysend", "file": 3, "more_body": more_body})
+
+    with recording(request_finished) as recorder:
+        await SignalMiddleware(app)(scope, server.receive, server.send)
+    (call,) = recorder.of(request_finished)
+    assert call.payload["response_complete"] is not more_body
+    assert call.payload["status_code"] == 206
+
+
 async def test_websocket_denial_response_is_complete(tmp_path: Path) -> None:
     document = tmp_path / "denied.txt"
     document.write_text("go away")
