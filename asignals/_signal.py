@@ -275,8 +275,11 @@ class AsyncSignal(Connections, Generic[P]):
             return True  # asignals.testing.capture() wants to see the send
         if not self._connections:  # the usual answer for a library's signal: make it cheap
             return False
-        # A plain loop, not any(): the ASGI middleware asks this on every request.
-        for ref, _ in self._plan_for(sender):  # noqa: SIM110
+        # The ASGI middleware asks this on every request: the plan found as _plan_to_send()
+        # finds it (the per-sender lookup, half the cost, only while some sender has a plan
+        # of its own), and a plain loop, not any().
+        any_plan, sender_plans = self._plans
+        for ref, _ in self._plan_for(sender) if sender_plans else any_plan:
             if ref() is not None:
                 return True
         return False

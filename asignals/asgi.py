@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import math
 import re
-import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from contextvars import ContextVar
+from time import perf_counter
 from traceback import format_exc
 from typing import Any
 
@@ -29,7 +29,7 @@ from ._builtins import (
     request_finished,
     request_started,
 )
-from ._dispatch import Loop, loop_for, loops
+from ._dispatch import Loop, Plan, loop_for, loops
 from ._receivers import Entry
 
 __all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "SignalMiddleware"]
@@ -43,30 +43,97 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 logger = logging.getLogger("asignals")
 
 
-# What an outer SignalMiddleware is reporting, while it runs: `[id(scope), id(headers)]`
-# of one request (or lifespan), emptied when it ends. Kept in a context variable (not a
-# scope key: the scope belongs to the application), so that nested or mounted apps wrapped
-# again fire the signals once per request, not once per layer. Context variables are copied
-# into every task started meanwhile, so the marker names its request: a scope that is not
-# that one (or a shallow copy of it, which shares its `headers` list) is another request
-# and is reported, as is any request once this one has ended, from a task it spawned or
-# from an in-process client in its task. Ids, not the objects, so that a spawned task's
-# context does not keep the scope alive; while the marker is not empty the scope is alive,
-# so its id cannot have been reused. A list, not a class: this is on every request's path.
-_reporting: ContextVar[list[int] | None] = ContextVar("asignals_reporting", default=None)
-_reporting_lifespan: ContextVar[list[int] | None] = ContextVar(
+# What an outer SignalMiddleware is reporting, while it runs: `[scope, headers]` of one
+# request (or lifespan), emptied when it ends. Kept in a context variable (not a scope key:
+# the scope belongs to the application), so that nested or mounted apps wrapped again fire
+# the signals once per request, not once per layer. Context variables are copied into every
+# task started meanwhile, so the marker names its request: a scope that is not that one (or
+# a shallow copy of it, which shares its `headers` list) is another request and is
+# reported, as is any request once this one has ended, from a task it spawned or from an
+# in-process client in its task. Emptied in a `finally`, so that a spawned task's context
+# keeps neither object alive past the request. The objects, not their ids: `id()` makes
+# two ints per request. A list, not a class: this is on every request's path.
+_reporting: ContextVar[list[Any] | None] = ContextVar("asignals_reporting", default=None)
+_reporting_lifespan: ContextVar[list[Any] | None] = ContextVar(
     "asignals_reporting_lifespan", default=None
 )
 
 
-def _covers(marker: list[int] | None, scope: Scope) -> bool:
+def _covers(marker: list[Any] | None, scope: Scope) -> bool:
     """Whether *scope* is the request (or lifespan) that *marker* names, still running."""
     if not marker:
         return False
-    if id(scope) == marker[0]:
+    if scope is marker[0]:
         return True
     headers = scope.get("headers")
-    return headers is not None and id(headers) == marker[1]
+    return headers is not None and headers is marker[1]
+
+
+class _Exchange:
+    """What one request's messages have told so far: the payload of its request_finished.
+
+    Created per request and held in a local of ``SignalMiddleware.__call__``, never on the
+    middleware; the app gets its two methods as ``receive`` and ``send``. An object with
+    slots rather than closures over locals: a closure's variables become cells, which
+    ``__call__`` would create on every request, including the ones it only passes through.
+    """
+
+    __slots__ = (
+        "close_code",
+        "disconnected",
+        "receive",
+        "response_complete",
+        "send",
+        "status_code",
+    )
+
+    receive: Receive
+    send: Send
+    status_code: int | None
+    close_code: int | None
+    response_complete: bool
+    disconnected: bool
+
+    async def observe_receive(self) -> Message:
+        message = await self.receive()
+        message_type = message["type"]
+        if message_type == "http.disconnect":
+            # Servers also answer receive() with http.disconnect once the response is
+            # complete (Starlette's StreamingResponse listens for it): only one that comes
+            # earlier means that the client went away. HTTP has no close code.
+            if not self.response_complete:
+                self.disconnected = True
+        elif message_type == "websocket.disconnect":
+            self.disconnected = True
+            if self.close_code is None:
+                self.close_code = message.get("code", 1005)
+        return message
+
+    async def observe_send(self, message: Message) -> None:
+        message_type = message["type"]
+        try:
+            await self.send(message)
+        except OSError:
+            # Servers raise an OSError (uvicorn: ClientDisconnected) for a message sent
+            # after the client went away.
+            self.disconnected = True
+            raise
+        # Plain comparisons, most frequent first: cheaper than `in` a tuple of names.
+        if message_type == "http.response.body":
+            self.response_complete = not message.get("more_body", False)
+        elif message_type == "http.response.start":
+            self.status_code = message["status"]
+        elif message_type == "websocket.close":
+            self.close_code = message.get("code", 1000)
+            self.response_complete = True
+        elif message_type == "http.response.pathsend":  # always the whole response
+            self.response_complete = True
+        elif message_type == "http.response.zerocopysend":
+            self.response_complete = not message.get("more_body", False)
+        elif message_type == "websocket.http.response.start":  # a websocket denial response
+            self.status_code = message["status"]
+        elif message_type == "websocket.http.response.body":  # the end of a denial response
+            self.response_complete = not message.get("more_body", False)
 
 
 class SignalMiddleware:
@@ -165,101 +232,88 @@ class SignalMiddleware:
         self._request_types = frozenset({"http", "websocket"} if websocket else {"http"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Nothing connected to the request signals and no send hook on them (asignals.testing
+        # capture, asignals.redis): has_listeners() would answer False for all three, read
+        # here off their tables directly since every request asks. This costs about what the
+        # await below costs; three has_listeners() calls cost twice that again.
+        if (
+            not (
+                request_started._connections
+                or request_finished._connections
+                or got_request_exception._connections
+                or request_started._hook
+                or request_finished._hook
+                or got_request_exception._hook
+            )
+            and scope["type"] != "lifespan"
+        ):
+            await self.app(scope, receive, send)
+            return
         scope_type = scope["type"]
-        if scope_type in self._request_types:
-            if self._wants(scope):
-                await self._request(scope, receive, send)
+        if scope_type not in self._request_types:
+            if scope_type == "lifespan":
+                await self._lifespan(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
-        elif scope_type == "lifespan":
-            await self._lifespan(scope, receive, send)
-        else:
+            return
+        marker = _reporting.get()
+        if (marker and _covers(marker, scope)) or (  # an outer layer reports this request
+            (self._exact_paths or self._path_patterns) and self._excludes(scope)
+        ):
             await self.app(scope, receive, send)
-
-    def _wants(self, scope: Scope) -> bool:
-        """Whether this request sends signals: some receiver listens, not nested, not excluded."""
+            return
+        # Whether some receiver listens to a request from this sender, asked as
+        # has_listeners() would ask, and the plan request_started runs. While request_started
+        # has no send hook, finding its plan records nothing and answers for it.
         sender = self.sender
+        payload: dict[str, Any] = {"scope": scope}
+        plan: Plan | None = None
+        if request_started._hook is None:
+            plan = request_started._plan_to_send(sender, payload)
+            listens = bool(plan)
+        else:
+            listens = request_started.has_listeners(sender)
         if not (
-            request_started.has_listeners(sender)
+            listens
             or request_finished.has_listeners(sender)
             or got_request_exception.has_listeners(sender)
-        ) or _covers(_reporting.get(), scope):
-            return False
-        if self._exact_paths or self._path_patterns:
-            path = scope.get("path", "")
-            if path in self._exact_paths or any(p.fullmatch(path) for p in self._path_patterns):
-                return False
-        return True
+        ):
+            await self.app(scope, receive, send)
+            return
 
-    async def _request(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Everything about this request lives in these locals, never on self.
-        status_code: int | None = None
-        close_code: int | None = None
-        response_complete = False
-        disconnected = False
+        # The request is reported, here rather than in a method of its own: one coroutine
+        # fewer per request. Everything about it lives in locals (and `exchange`, created
+        # for it), never on self.
+        exchange = _Exchange()
+        exchange.receive, exchange.send = receive, send
+        exchange.status_code = exchange.close_code = None
+        exchange.response_complete = exchange.disconnected = False
         exception: BaseException | None = None
-
-        async def observe_receive() -> Message:
-            nonlocal disconnected, close_code
-            message = await receive()
-            message_type = message["type"]
-            if message_type == "http.disconnect":
-                # Servers also answer receive() with http.disconnect once the response is
-                # complete (Starlette's StreamingResponse listens for it): only one that
-                # comes earlier means that the client went away. HTTP has no close code.
-                if not response_complete:
-                    disconnected = True
-            elif message_type == "websocket.disconnect":
-                disconnected = True
-                if close_code is None:
-                    close_code = message.get("code", 1005)
-            return message
-
-        async def observe_send(message: Message) -> None:
-            nonlocal status_code, response_complete, disconnected, close_code
-            message_type = message["type"]
-            try:
-                await send(message)
-            except OSError:
-                # Servers raise an OSError (uvicorn: ClientDisconnected) for a message sent
-                # after the client went away.
-                disconnected = True
-                raise
-            if message_type in ("http.response.start", "websocket.http.response.start"):
-                status_code = message["status"]
-            elif message_type in (
-                "http.response.body",
-                "http.response.zerocopysend",
-                "websocket.http.response.body",  # the end of a websocket denial response
-            ):
-                response_complete = not message.get("more_body", False)
-            elif message_type == "http.response.pathsend":  # always the whole response
-                response_complete = True
-            elif message_type == "websocket.close":
-                close_code = message.get("code", 1000)
-                response_complete = True
-
-        sender = self.sender
-        scope_type = scope["type"]
-        marker = [id(scope), id(scope.get("headers"))]
+        marker = [scope, scope.get("headers")]
         token = _reporting.set(marker)
-        started = time.perf_counter()
+        started = perf_counter()
         interrupted = False  # by cancellation (or KeyboardInterrupt...), not an app error
         try:
-            await request_started.send(sender, scope=scope)  # a failure fails the request
+            # request_started.send(sender, scope=scope), taken apart like the finish below:
+            # the same plan (the testing helpers' hook applied) and the same compiled loop.
+            if plan is None:  # a hook is installed: it sees the send now
+                plan = request_started._plan_to_send(sender, payload)
+            if plan:  # a failure fails the request
+                loop = loops.get(_STARTED) or loop_for(_STARTED)
+                await loop(request_started, plan, False, sender, payload)
             try:
-                await self.app(scope, observe_receive, observe_send)
+                await self.app(scope, exchange.observe_receive, exchange.observe_send)
             except Exception as exc:
                 exception = exc
                 await got_request_exception.send_robust(sender, scope=scope, exception=exc)
                 raise
         except Exception as exc:
             exception = exc
-            if status_code is None and scope_type == "http" and not disconnected:
+            if exchange.status_code is None and scope_type == "http" and not exchange.disconnected:
                 # No response started: the client gets a 500 from whatever catches this
                 # (the server, or Starlette's ServerErrorMiddleware outside us when added
                 # with app.add_middleware), so report the status it will see.
-                status_code = 500
+                exchange.status_code = 500
             raise
         except BaseException:
             interrupted = True
@@ -269,20 +323,22 @@ class SignalMiddleware:
             _reporting.reset(token)
             payload = {
                 "scope": scope,
-                "status_code": status_code,
-                "response_complete": response_complete,
-                "disconnected": disconnected,
+                "status_code": exchange.status_code,
+                "response_complete": exchange.response_complete,
+                "disconnected": exchange.disconnected,
                 "exception": exception,
-                "duration": time.perf_counter() - started,
-                "close_code": close_code,
+                "duration": perf_counter() - started,
+                "close_code": exchange.close_code,
             }
             # This frame is in the traceback of the app's exception: hold it only in
             # `payload`, cleared below, so that no reference cycle keeps it (and the whole
             # request) alive until the cycle collector runs.
             exception = None
-            # The robust send, taken apart so that the receivers it has not reached yet are
-            # known when a cancellation cuts it short: the loop walks an iterator of the plan.
-            remaining, loop = _finishing(sender, payload)
+            # request_finished.send_robust(sender, **payload), taken apart so that the
+            # receivers it has not reached yet are known when a cancellation cuts it short:
+            # the loop walks an iterator of the plan.
+            remaining = iter(request_finished._plan_to_send(sender, payload))
+            loop = loops.get(_FINISHED) or loop_for(_FINISHED)
             try:
                 if interrupted:
                     await self._finish_shielded(loop, remaining, sender, payload, scope)
@@ -298,6 +354,11 @@ class SignalMiddleware:
                         raise
             finally:
                 payload.clear()
+
+    def _excludes(self, scope: Scope) -> bool:
+        """Whether *scope*'s path is one of exclude_paths."""
+        path = scope.get("path", "")
+        return path in self._exact_paths or any(p.fullmatch(path) for p in self._path_patterns)
 
     async def _finish_shielded(
         self,
@@ -352,7 +413,7 @@ class SignalMiddleware:
                 return  # the server has been told already, and accepts it once
             await send(message)
 
-        marker = [id(scope), id(scope.get("headers"))]
+        marker = [scope, scope.get("headers")]
         token = _reporting_lifespan.set(marker)
         try:
             await self.app(scope, observe_receive, observe_send)
@@ -361,9 +422,13 @@ class SignalMiddleware:
             _reporting_lifespan.reset(token)
 
 
-def _finishing(sender: Any, payload: dict[str, Any]) -> tuple[Iterator[Entry], Loop]:
-    """What ``request_finished.send_robust(sender, **payload)`` would run: an iterator over
-    its plan (the testing helpers' hook applied) and the loop compiled for the payload."""
-    shape = tuple(payload)
-    plan = request_finished._plan_to_send(sender, payload)
-    return iter(plan), loops.get(shape) or loop_for(shape)
+_STARTED = ("scope",)
+_FINISHED = (
+    "scope",
+    "status_code",
+    "response_complete",
+    "disconnected",
+    "exception",
+    "duration",
+    "close_code",
+)

@@ -109,6 +109,34 @@ async def test_request_from_a_task_spawned_during_a_request_is_reported() -> Non
     assert [call.payload["scope"]["path"] for call in recorder.calls] == ["/original", "/spawned"]
 
 
+class WeakScope(dict[str, Any]):
+    """A scope that can be weakly referenced (a plain dict cannot)."""
+
+
+async def test_a_task_that_outlives_its_request_does_not_keep_the_scope_alive() -> None:
+    """The marker in the context a spawned task inherits holds the request's scope only
+    while the request runs: it is emptied when the request ends."""
+
+    def started(**kwargs: Any) -> None:
+        pass
+
+    release = anyio.Event()
+    with connected_to(started, request_started):
+        async with anyio.create_task_group() as group:
+
+            async def spawning_app(scope: Scope, receive: Receive, send: Send) -> None:
+                group.start_soon(release.wait)  # its context: a copy of this request's
+                await ok_app(scope, receive, send)
+
+            scope = WeakScope(http_scope())
+            alive = weakref.ref(scope)
+            await SignalMiddleware(spawning_app)(scope, *FakeServer().channel())
+            del scope
+            gc.collect()
+            assert alive() is None, "the spawned task's context keeps the scope alive"
+            release.set()
+
+
 async def test_concurrent_request_from_a_spawned_task_is_reported() -> None:
     wrapped = SignalMiddleware(ok_app)
     with recording(request_started) as recorder:
@@ -172,6 +200,23 @@ async def test_file_response_sent_with_pathsend_is_complete(tmp_path: Path) -> N
     assert call.payload["response_complete"] is True
     assert call.payload["disconnected"] is False
     assert call.payload["status_code"] == 200
+
+
+@pytest.mark.parametrize("more_body", [False, True])
+async def test_zerocopysend_completes_the_response_unless_more_follows(more_body: bool) -> None:
+    scope = http_scope("/video")
+    scope["extensions"] = {"http.response.zerocopysend": {}}
+    server = FakeServer()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 206, "headers": []})
+        await send({"type": "http.response.zerocopysend", "file": 3, "more_body": more_body})
+
+    with recording(request_finished) as recorder:
+        await SignalMiddleware(app)(scope, server.receive, server.send)
+    (call,) = recorder.of(request_finished)
+    assert call.payload["response_complete"] is not more_body
+    assert call.payload["status_code"] == 206
 
 
 async def test_websocket_denial_response_is_complete(tmp_path: Path) -> None:

@@ -624,6 +624,39 @@ async def test_any_request_receiver_turns_signals_on(signal: AsyncSignal) -> Non
     assert seen != [(server.receive, server.send)]
 
 
+async def test_connecting_and_disconnecting_between_requests_turn_signals_on_and_off() -> None:
+    """Every request reads the signals' tables afresh: a receiver connected (or
+    disconnected) between two requests is heard from (or not) at the very next one."""
+    seen: list[tuple[Receive, Send]] = []
+    server = FakeServer()
+    middleware = SignalMiddleware(passthrough_app(seen))
+    await middleware(http_scope("/before"), server.receive, server.send)
+    with recording(request_finished) as recorder:
+        await middleware(http_scope("/during"), server.receive, server.send)
+    await middleware(http_scope("/after"), server.receive, server.send)
+    straight = (server.receive, server.send)
+    assert [pair == straight for pair in seen] == [True, False, True]
+    assert [call.payload["scope"]["path"] for call in recorder.calls] == ["/during"]
+
+
+@pytest.mark.parametrize("signal", REQUEST_SIGNALS, ids=lambda s: s.name)
+async def test_a_capture_of_any_request_signal_alone_turns_signals_on(
+    signal: AsyncSignal,
+) -> None:
+    """No receivers, and capture() on one of the three: that one sees the request's send,
+    exactly once, whichever it is."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if signal is got_request_exception:
+            raise AppError("boom")
+        await respond(send)
+
+    raises = pytest.raises(AppError) if signal is got_request_exception else ExitStack()
+    with capture(signal) as sent, raises:
+        await SignalMiddleware(app)(http_scope("/x"), *FakeServer().channel())
+    assert [report.payload["scope"]["path"] for report in sent] == ["/x"]
+
+
 @pytest.mark.parametrize(
     ("path", "excluded"),
     [
