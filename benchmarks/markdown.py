@@ -402,7 +402,8 @@ def asgi_md(results: Results) -> list[str]:
     out = [
         wrap(
             "In process: the app called directly with a fake server (one `GET /` to a "
-            "Starlette route answering `ok`), each variant timed interleaved with a bare app; "
+            "minimal ASGI app answering `ok`; not Starlette, whose own noise would swamp a "
+            "difference of a few µs), each variant timed interleaved with a bare app; "
             "the overhead is the difference per request, and its ratio is to the overhead of "
             "the hand-written floor middleware. Lower is better."
         ),

@@ -167,11 +167,12 @@ def format_asgi(results: Results) -> str:
         out.append(results.skipped["asgi"])
         return "\n".join(out)
     out.append(
-        "In process: the app called directly with a fake server (one GET /, a Starlette route"
-        "\nanswering 'ok'); min time per request. Each variant is timed interleaved with a bare"
-        "\napp: its overhead is its time minus that bare app's, per request. Baseline: the"
-        "\nhand-written floor middleware, which calls the same receiver with the same payload"
-        "\non started and finished. Lower is better."
+        "In process: the app called directly with a fake server (one GET / to a minimal ASGI"
+        "\napp answering 'ok', not Starlette: an overhead is a difference of two times, kept"
+        "\nclear of a framework's noise); min time per request. Each variant is timed"
+        "\ninterleaved with a bare app: its overhead is its time minus that bare app's, per"
+        "\nrequest. Baseline: the hand-written floor middleware, which calls the same receiver"
+        "\nwith the same payload on started and finished. Lower is better."
     )
     out += ["", table(_inprocess_header(), _inprocess_body(results.asgi_inprocess))]
     out += [f"  n/a {row.loop} {row.variant}: {row.na}" for row in results.asgi_inprocess if row.na]
