@@ -312,6 +312,8 @@ async def _refit(
 
 
 _any_payload_loop = _compile(None)
+any_payload_loop = _any_payload_loop
+"""The loop compiled with ``**payload``: it takes any payload, and checks nothing."""
 
 
 async def run_concurrently(
@@ -472,28 +474,24 @@ async def _run_all_in_asyncio_tasks(
 # accepts `eager_start` there (3.12, 3.13.0), so eager children are built as
 # `asyncio.Task(..., loop=..., eager_start=True)`: what asyncio's and uvloop's own
 # `create_task()` do, minus the eagerness, when no task factory is set.
-_plain_create_task: dict[type[asyncio.AbstractEventLoop], bool] = {}
-
-
 def _builds_eager_tasks(event_loop: asyncio.AbstractEventLoop) -> bool:
     """Whether gather may build its children's tasks itself instead of ``create_task()``.
 
-    Only on a loop whose ``create_task`` is asyncio's or uvloop's own, and without a task
+    Only on a loop whose ``create_task`` is asyncio's or uvloop's own (not replaced on the
+    loop object or its class, by instrumentation for instance), and without a task
     factory: both are the user's say in how tasks are made, so ``create_task()`` is then
     called, as on Python 3.11 (and an eager task factory makes the children eager anyway).
+    Asked on every gather, so that a replacement made later is seen.
     """
-    plain = _plain_create_task.get(type(event_loop))
-    if plain is None:
-        plain = _plain_create_task[type(event_loop)] = _has_plain_create_task(event_loop)
-    return plain and event_loop.get_task_factory() is None
-
-
-def _has_plain_create_task(event_loop: asyncio.AbstractEventLoop) -> bool:
-    own = [asyncio.BaseEventLoop.create_task]
+    if event_loop.get_task_factory() is not None:
+        return False
+    if "create_task" in getattr(event_loop, "__dict__", ()):
+        return False
+    create_task = getattr(type(event_loop), "create_task", None)
+    if create_task is asyncio.BaseEventLoop.create_task:
+        return True
     uvloop = sys.modules.get("uvloop")
-    if uvloop is not None:
-        own.append(uvloop.Loop.create_task)
-    return getattr(type(event_loop), "create_task", None) in own
+    return uvloop is not None and create_task is uvloop.Loop.create_task
 
 
 def _cancel_pending(task: asyncio.Task[Any] | None) -> bool:

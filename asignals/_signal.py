@@ -12,7 +12,16 @@ from typing_extensions import ParamSpec
 
 from . import _sync
 from ._connections import Connections
-from ._dispatch import Loop, Plan, Responses, guessed_loop, loop_for, loops, run_concurrently
+from ._dispatch import (
+    Loop,
+    Plan,
+    Responses,
+    any_payload_loop,
+    guessed_loop,
+    loop_for,
+    loops,
+    run_concurrently,
+)
 from ._receivers import (
     Receiver,
     accepts_var_keyword,
@@ -102,6 +111,7 @@ class AsyncSignal(Connections, Generic[P]):
         self._no_receiver_sends: tuple[Callable[[], Coroutine[Any, Any, Responses]], ...] = ()
         self._last_loops: _SendLoops = _NO_LOOPS  # see _choose_loops()
         self._named_loops: dict[tuple[tuple[str, ...], type], tuple[Loop, Loop]] = {}
+        self._misses = 0  # sends whose names were not the remembered loops' (_forget_loops)
 
     @property
     def label(self) -> str:
@@ -456,22 +466,35 @@ class AsyncSignal(Connections, Generic[P]):
         same class: comparing two numbers costs nothing, where building and hashing the
         payload's names cost a fifth of a one-receiver send. The loops check the names
         themselves (see `guessed_loop`) and call `_forget_loops` when they differ.
+
+        Not remembered: the ``**`` loop (it takes any payload, so nothing would ever tell a
+        payload of the same length that has a faster loop), and anything once a signal's
+        sends have changed names under the same length `_MAX_MISSES` times: there guessing
+        costs more than it saves, and each send looks its loops up, as before.
         """
         shape = tuple(payload)
         kind = type(plan)
         named = self._named_loops.get((shape, kind))
         if named is None:
+            if len(self._named_loops) >= _MAX_NAMED_LOOPS:  # names from user input: bounded
+                self._named_loops.clear()
             names = self._coroutine_names or self._name_sends()
-            named = self._named_loops[shape, kind] = (
-                _renamed(guessed_loop(shape, kind, robust=False), names[0]),
-                _renamed(guessed_loop(shape, kind, robust=True), names[1]),
+            send, send_robust = (
+                guessed_loop(shape, kind, robust=False),
+                guessed_loop(shape, kind, robust=True),
             )
-        self._last_loops = (len(shape), kind, named)
+            named = self._named_loops[shape, kind] = (
+                _renamed(send, names[0]),
+                _renamed(send_robust, names[1]),
+            )
+        if self._misses < _MAX_MISSES and named[0].__code__ is not any_payload_loop.__code__:
+            self._last_loops = (len(shape), kind, named)
         return named
 
     def _forget_loops(self) -> None:
         """A send's payload had other names than the loops it was given: choose again."""
         self._last_loops = _NO_LOOPS
+        self._misses += 1
 
     def _plan_to_send(self, sender: Any, payload: dict[str, Any]) -> Plan:
         """The plan a send from *sender* runs (the testing hook may replace it)."""
@@ -549,6 +572,8 @@ async def _no_receivers() -> Responses:
 _SendLoops = tuple[int, type, tuple[Loop, Loop]]
 """What a signal's next send tries first: payload length, plan class, loops (see
 `AsyncSignal._choose_loops`)."""
+_MAX_NAMED_LOOPS = 64  # payload shapes x plan classes one signal keeps loops named for
+_MAX_MISSES = 8
 _NO_LOOPS = cast(_SendLoops, (-1, type(None), ()))  # a length no payload has: never taken
 
 

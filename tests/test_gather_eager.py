@@ -376,6 +376,28 @@ def test_eager_tasks_only_on_plain_loops_without_a_task_factory(factory: Any) ->
         other.close()
 
 
+def test_create_task_replaced_on_the_loop_object_makes_the_children() -> None:
+    """Instrumentation that wraps ``loop.create_task`` on the instance (after gathers ran
+    already) sees every child task, as on Python 3.11."""
+    sig, log = AsyncSignal("s"), Log()
+    receivers = [log.instant("a"), log.instant("b")]
+    connect_all(sig, *receivers)
+    created: list[object] = []
+    with asyncio.Runner() as runner:
+        assert runner.run(sig.gather()) == [(receivers[0], "a"), (receivers[1], "b")]
+        loop = runner.get_loop()
+        original = loop.create_task
+
+        def counting(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            created.append(coro)
+            return original(coro, **kwargs)
+
+        loop.create_task = counting  # type: ignore[method-assign]
+        assert runner.run(sig.gather()) == [(receivers[0], "a"), (receivers[1], "b")]
+    children = [coro for coro in created if getattr(coro, "__qualname__", "") == "_child"]
+    assert len(children) == 2
+
+
 @pytest.mark.asyncio
 async def test_a_pending_cancellation_is_seen_before_it_is_delivered() -> None:
     """What gather checks when eager children suspended: will the caller be cancelled?"""

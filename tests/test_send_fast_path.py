@@ -211,3 +211,38 @@ async def test_a_send_from_another_thread_meanwhile_is_not_confused() -> None:
         await anyio.lowlevel.checkpoint()
     await anyio.to_thread.run_sync(thread.join)
     assert failures == []
+
+
+async def test_names_from_user_input_keep_memory_bounded() -> None:
+    """`send(self, **form)` with ever new names: the loops a signal keeps named copies of
+    stay bounded."""
+    sig = AsyncSignal("forms")
+    sig.connect(echo)
+    for index in range(300):
+        one = {f"a{index}": index}
+        two = {f"b{index}": index, f"c{index}": index}
+        assert await sig.send(Shop, **one) == [(echo, items(sig, **one))]
+        assert await sig.send(Shop, **two) == [(echo, items(sig, **two))]
+    assert len(sig._named_loops) <= 64
+
+
+async def test_a_signal_whose_names_keep_changing_stops_guessing() -> None:
+    sig = AsyncSignal("unsteady")
+    sig.connect(echo)
+    for index in range(40):
+        payload = {"order": index} if index % 2 else {"user": index}
+        assert await sig.send(Shop, **payload) == [(echo, items(sig, **payload))]
+    assert sig._misses == 8  # then no more guesses, so no more misses
+    assert sig._last_loops[0] == -1
+
+
+async def test_the_any_payload_loop_is_not_remembered() -> None:
+    """A payload name the loop cannot pass as a keyword (`plan`) takes the `**` loop; a
+    later payload of the same length with an ordinary name gets its own fast loop."""
+    sig = AsyncSignal("shadowing")
+    sig.connect(echo)
+    assert await sig.send(Shop, plan=1) == [(echo, items(sig, plan=1))]
+    assert sig._last_loops[0] == -1
+    assert await sig.send(Shop, order=2) == [(echo, items(sig, order=2))]
+    assert sig._last_loops[0] == 1
+    assert sig._last_loops[2][0].__code__ is not dispatch.any_payload_loop.__code__
