@@ -25,7 +25,7 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from types import CodeType, TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import anyio
 
@@ -140,10 +140,6 @@ async def run_in_order(signal, plan, robust, sender, payload):
 a comprehension there (PEP 709), and it appends without a method call, a few percent of a
 send to many receivers. (On 3.11 a comprehension is a function call of its own, which
 costs more than it saves for a few receivers.)"""
-_COMPREHENSION_CALLS: dict[type, str] = {
-    InlinePlan: "receiver({arguments})",
-    AwaitPlan: "await receiver({arguments})",
-}
 _COMPREHENSIONS = sys.version_info >= (3, 12)
 
 _CALL_ANY_KIND = """\
@@ -153,10 +149,28 @@ if call is SYNC:
                 response = await receiver({arguments})
             else:  # to_thread and/or timeout
                 response = await call(receiver, dict({arguments}))"""
-_CALLS: dict[type, str] = {
-    tuple: _CALL_ANY_KIND,
-    InlinePlan: "response = receiver({arguments})  # an InlinePlan: every call is SYNC",
-    AwaitPlan: "response = await receiver({arguments})  # an AwaitPlan: every call is ASYNC",
+
+
+class _Kind(NamedTuple):
+    """How the loop for plans of one class calls a receiver, and how it is labelled."""
+
+    call: str  # the statement that calls one receiver, in LOOP_SOURCE
+    expression: str | None  # the same as an expression, in COMPREHENSION_SOURCE
+    label: str  # in the loop's file name, for tracebacks
+
+
+_KINDS: dict[type, _Kind] = {
+    tuple: _Kind(_CALL_ANY_KIND, None, ""),
+    InlinePlan: _Kind(
+        "response = receiver({arguments})  # an InlinePlan: every call is SYNC",
+        "receiver({arguments})",
+        ", sync receivers",
+    ),
+    AwaitPlan: _Kind(
+        "response = await receiver({arguments})  # an AwaitPlan: every call is ASYNC",
+        "await receiver({arguments})",
+        ", coroutine receivers",
+    ),
 }
 
 
@@ -229,16 +243,17 @@ def _compile(
         unpack = _unpack(names, guessed)
         keywords = "".join(f", {name}={name}" for name in names)
     arguments = f"signal=signal, sender=sender{keywords}"
-    if not robust and _COMPREHENSIONS and kind in _COMPREHENSION_CALLS:
-        call = _COMPREHENSION_CALLS[kind].format(arguments=arguments)
+    how = _KINDS[kind]
+    if not robust and _COMPREHENSIONS and how.expression is not None:
+        call = how.expression.format(arguments=arguments)
         source = COMPREHENSION_SOURCE.format(unpack=unpack, call=call)
     else:
-        source = LOOP_SOURCE.format(unpack=unpack, call=_CALLS[kind].format(arguments=arguments))
+        source = LOOP_SOURCE.format(unpack=unpack, call=how.call.format(arguments=arguments))
     # A distinct file name per loop, registered with linecache, so that tracebacks through
     # the loop show its source lines.
     shape = "**" if names is None else ", ".join(names)
     filename = (
-        f"<asignals dispatch loop ({shape}){_LABELS[kind]}{', checked' if guessed else ''}"
+        f"<asignals dispatch loop ({shape}){how.label}{', checked' if guessed else ''}"
         f"{'' if robust else ', send'}>"
     )
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -251,13 +266,6 @@ def _compile(
     exec(compile(source, filename, "exec"), namespace)
     loop: Loop = namespace["run_in_order"]
     return loop
-
-
-_LABELS: dict[type, str] = {
-    tuple: "",
-    InlinePlan: ", sync receivers",
-    AwaitPlan: ", coroutine receivers",
-}
 
 
 def _spellable(shape: tuple[str, ...]) -> bool:
@@ -278,7 +286,7 @@ def loop_for(shape: tuple[str, ...]) -> Loop:
     loop = loops.get(shape)
     if loop is None:
         if len(loops) >= _MAX_SHAPES or not _spellable(shape):
-            return _any_payload_loop
+            return any_payload_loop
         loop = loops[shape] = _compile(shape)
     return loop
 
@@ -291,12 +299,12 @@ def guessed_loop(shape: tuple[str, ...], kind: type, robust: bool) -> Loop:
     This is what makes a signal's steady sends cheap: building and hashing the payload's
     names cost a fifth of a one-receiver send, comparing its length nothing.
     """
-    kind = kind if kind in _CALLS else tuple
-    robust = robust or not (_COMPREHENSIONS and kind in _COMPREHENSION_CALLS)  # one loop
+    kind = kind if kind in _KINDS else tuple
+    robust = robust or not (_COMPREHENSIONS and _KINDS[kind].expression is not None)
     loop = _guessed.get((shape, kind, robust))
     if loop is None:
         if len(_guessed) >= 5 * _MAX_SHAPES or not _spellable(shape):
-            return _any_payload_loop  # takes any payload: no check needed
+            return any_payload_loop  # takes any payload: no check needed
         loop = _guessed[shape, kind, robust] = _compile(shape, kind, True, robust)
     return loop
 
@@ -311,8 +319,7 @@ async def _refit(
     return await (loops.get(shape) or loop_for(shape))(signal, plan, robust, sender, payload)
 
 
-_any_payload_loop = _compile(None)
-any_payload_loop = _any_payload_loop
+any_payload_loop = _compile(None)
 """The loop compiled with ``**payload``: it takes any payload, and checks nothing."""
 
 

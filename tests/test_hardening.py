@@ -51,7 +51,7 @@ async def test_ten_thousand_payload_names_take_the_star_star_loop(mode: Mode) ->
     assert received == {"signal": sig, "sender": None, **form}
     shape = tuple(form)
     assert not _compiled(shape)  # nothing compiled (seconds, before the first await)
-    assert dispatch.loop_for(shape) is dispatch._any_payload_loop
+    assert dispatch.loop_for(shape) is dispatch.any_payload_loop
 
 
 async def test_payload_names_up_to_the_cap_are_compiled() -> None:
