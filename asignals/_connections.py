@@ -56,6 +56,9 @@ class Connections:
         self._by_ref: dict[int, Connection] = {}  # by id() of its weak references
         self._prune_pending = False  # a death arrived while the lock was held
         self._plans: Plans = ((), {})
+        # Bumped by every change of the plans (whose sender dict changes in place): a cache
+        # of what they answer, such as asignals.sqlalchemy's per model class, compares it.
+        self._version = 0
         self._on_death = _death_callback(self)
 
     def _connect(
@@ -119,6 +122,7 @@ class Connections:
         self._index[connection.key] = connection
         for ref in connection.weak_refs:
             self._by_ref[id(ref)] = connection
+        self._version += 1
         any_plan, sender_plans = self._plans
         entry = connection.entry
         if connection.sender_ref is None:  # a new last entry in every plan
@@ -139,6 +143,7 @@ class Connections:
             del self._index[connection.key]
         for ref in connection.weak_refs:
             self._by_ref.pop(id(ref), None)
+        self._version += 1
         any_plan, sender_plans = self._plans
         entry = connection.entry
         key = connection.sender_key
@@ -181,6 +186,7 @@ class Connections:
         self._index = {connection.key: connection for connection in connections}
         self._by_ref = {id(ref): c for c in connections for ref in c.weak_refs}
         self._plans = (plan_of(tuple(entry for _, entry in for_any)), sender_plans)
+        self._version += 1
 
     def _forget(self, dead: Ref) -> None:
         """A weak reference of one connection died: take that connection out."""

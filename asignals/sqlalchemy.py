@@ -128,7 +128,7 @@ class _ModelSignal(AsyncSignal):
 
     def _check_receiver(self, receiver: Any, to_thread: bool, timeout: float | None) -> bool:
         is_async = super()._check_receiver(receiver, to_thread, timeout)
-        _start_listening()  # the first receiver of a session signal: the hooks are needed now
+        _start_listening(self)  # the first receiver of a session signal: its hooks are needed
         return is_async
 
     # `asignals.testing` installs its hook by assigning `_hook`: a capture() of a session
@@ -141,7 +141,7 @@ class _ModelSignal(AsyncSignal):
     def _hook(self, hook: SendHook | None) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
         self._send_hook = hook
         if hook is not None:
-            _start_listening()
+            _start_listening(self)
 
     def _idle(self) -> bool:
         """Nothing is connected (for any sender) and no test is capturing: skip all work."""
@@ -304,7 +304,6 @@ AsyncSession class (``None``: every Session)."""
 
 _tracked: dict[int, tuple[_Target, type[Session], Callable[[], None]]] = {}
 # id(target) -> (target, the Session class listened on, undo of any patch)
-_listened: set[type[Session]] = set()
 _track_lock = threading.Lock()
 
 
@@ -403,33 +402,42 @@ def _session_class_of(target: _Target) -> tuple[type[Session], Callable[[], None
 
 
 _SESSION_EVENTS: dict[str, Callable[..., None]] = {}
+_FLUSH_EVENTS = frozenset({"before_flush"})  # where pre_save, pre_delete, pre_* m2m are sent
+_COMMIT_EVENTS = frozenset(  # where post_save, post_delete, post_* m2m are recorded and sent
+    {"after_flush", "before_commit", "after_commit", "after_transaction_end"}
+)
+
+_listening: frozenset[str] = frozenset()
+"""The session events listened to: those of the session signals that have ever had a
+receiver (or a capture). Until then tracked sessions are not listened to at all, so a
+commit costs exactly what it costs untracked; with receivers of post_save only, the flush
+is not listened to either (SQLAlchemy re-reads the dirty objects after a before_flush
+listener)."""
+_listened: set[tuple[type[Session], str]] = set()
 
 
-_listening = False
-"""Whether any session signal has ever had a receiver (or a capture): until then tracked
-sessions are not even listened to, so a commit costs exactly what it costs untracked."""
-
-
-def _start_listening() -> None:
+def _start_listening(signal: _ModelSignal) -> None:
     global _listening
-    if _listening:
+    events = (_FLUSH_EVENTS if signal in _FLUSH_SIGNALS else frozenset()) | (
+        _COMMIT_EVENTS if signal in _COMMIT_SIGNALS else frozenset()
+    )
+    if events <= _listening:
         return
     with _track_lock:
-        _listening = True
+        _listening = _listening | events
         _relisten()
 
 
 def _relisten() -> None:
     """Listen on each tracked class that has no tracked superclass, and on nothing else
     (SQLAlchemy would call a listener of a class and of its subclass twice)."""
-    classes = {listened for _, listened, _ in _tracked.values()} if _listening else set()
-    wanted = {c for c in classes if not any(c is not d and issubclass(c, d) for d in classes)}
-    for cls in _listened - wanted:
-        for name, handler in _SESSION_EVENTS.items():
-            event.remove(cls, name, handler)
-    for cls in wanted - _listened:
-        for name, handler in _SESSION_EVENTS.items():
-            event.listen(cls, name, handler)
+    classes = {listened for _, listened, _ in _tracked.values()}
+    roots = {c for c in classes if not any(c is not d and issubclass(c, d) for d in classes)}
+    wanted = {(cls, name) for cls in roots for name in _listening}
+    for cls, name in _listened - wanted:
+        event.remove(cls, name, _SESSION_EVENTS[name])
+    for cls, name in wanted - _listened:
+        event.listen(cls, name, _SESSION_EVENTS[name])
     _listened.clear()
     _listened.update(wanted)
 
@@ -595,29 +603,27 @@ def _known_key(instance: Any) -> Any:
 def _after_flush(session: Session, flush_context: Any) -> None:
     if post_save._idle() and post_delete._idle() and m2m_changed._idle():
         return
-    frame = Frame()  # what this flush wrote; kept only if it is not empty
+    interest = _interest()
+    frame: Frame | None = None  # what this flush wrote; only made for a class of interest
     # SQLAlchemy's own bookkeeping rather than session.new / .dirty / .deleted, which build
     # an IdentitySet of the objects on every call (a quarter of a microsecond per object).
     deleted = session._deleted
-    saving: dict[type, tuple[bool, bool, _Shape]] = {}  # per class: (save?, links?, shape)
     for created, states in (
-        (True, list(session._new)),
+        (True, list(session._new) if session._new else ()),
         (False, [st for st in session.identity_map._modified if st not in deleted]),
     ):
         for state in states:
+            saves, deletes, links, shape = interest.get(state.class_) or _interest_in(
+                interest, state
+            )
+            wanted = saves or deletes  # a saved object deleted later in the transaction
+            if not (wanted or links):
+                continue
             instance = state.obj()
             if instance is None:  # pragma: no cover - collected while modified: nothing to send
                 continue
-            cls = type(instance)
-            found = saving.get(cls)
-            if found is None:
-                shape = _shape(state)
-                found = saving[cls] = (
-                    post_save._wanted(cls) or post_delete._wanted(cls),
-                    bool(shape.many_to_many) and m2m_changed._wanted(cls),
-                    shape,
-                )
-            wanted, links, shape = found
+            if frame is None:
+                frame = Frame()
             if wanted:
                 if created:
                     frame.saved(state, instance, True, {})
@@ -627,18 +633,13 @@ def _after_flush(session: Session, flush_context: Any) -> None:
                         frame.saved(state, instance, False, changes)
             if links:
                 _record_links(frame, state, instance, shape)
-    for state, instance in list(deleted.items()):
-        cls = type(instance)
-        found = saving.get(cls)
-        if found is None:
-            found = saving[cls] = (
-                post_save._wanted(cls) or post_delete._wanted(cls),
-                False,
-                _shape(state),
-            )
-        if found[0]:
+    for state, instance in list(deleted.items()) if deleted else ():
+        saves, deletes, _, _ = interest.get(state.class_) or _interest_in(interest, state)
+        if saves or deletes:
+            if frame is None:
+                frame = Frame()
             frame.deleted(state, instance)
-    if not frame.records:
+    if frame is None or not frame.records:
         return  # nothing of interest was written: no bookkeeping at all for this commit
     owner = _current_owner(session)
     if owner is None:  # pragma: no cover - a flush always runs in a transaction
@@ -651,6 +652,46 @@ def _after_flush(session: Session, flush_context: Any) -> None:
         frames[owner] = frame
     else:
         earlier.merge(frame)
+
+
+_Interest = tuple[bool, bool, bool, _Shape]
+"""Whether post_save, post_delete and m2m_changed (for its many-to-many links) have
+receivers for a class, and the class's shape: what a flush records of its objects and what
+a commit sends."""
+_interests: tuple[tuple[Any, ...], dict[type, _Interest]] = ((), {})
+
+
+def _interest() -> dict[type, _Interest]:
+    """What the commit signals want of each class, kept between flushes while no connection
+    of theirs changed and no hook came or went.
+
+    Asking ``has_listeners()`` of each class on every flush was most of what ``track()``
+    added to a commit without receivers for the objects written. The table is replaced,
+    never emptied, when something changed: a flush still filling the old one (in another
+    thread) cannot leave an old answer in the new one.
+    """
+    global _interests
+    version = (
+        post_save._version,
+        post_delete._version,
+        m2m_changed._version,
+        post_save._send_hook,
+        post_delete._send_hook,
+        m2m_changed._send_hook,
+    )
+    known, table = _interests
+    if known != version:
+        table = {}
+        _interests = (version, table)
+    return table
+
+
+def _interest_in(table: dict[type, _Interest], state: InstanceState[Any]) -> _Interest:
+    cls = state.class_
+    shape = _shape(state)
+    links = bool(shape.many_to_many) and m2m_changed._wanted(cls)
+    found = table[cls] = (post_save._wanted(cls), post_delete._wanted(cls), links, shape)
+    return found
 
 
 def _record_links(frame: Frame, state: InstanceState[Any], instance: Any, shape: _Shape) -> None:
@@ -857,22 +898,18 @@ def _run_inline(coroutine: Coroutine[Any, Any, Any]) -> None:
 def _sends_of(frame: Frame) -> list[Send]:
     """The post_* sends a committed frame makes, in order (classes without receivers skipped)."""
     sends: list[Send] = []
-    wanted: dict[tuple[_ModelSignal, type], bool] = {}
-
-    def wants(signal: _ModelSignal, cls: type) -> bool:
-        found = wanted.get((signal, cls))
-        if found is None:
-            found = wanted[(signal, cls)] = signal._wanted(cls)
-        return found
-
+    interest = _interest()
     for record in frame.deliverable():
         instance = record.instance
         cls = type(instance)
+        saves, deletes, links, _ = interest.get(cls) or _interest_in(
+            interest, instance_state(instance)
+        )
         if isinstance(record, Saved):
             if record.deleted:
-                if wants(post_delete, cls):
+                if deletes:
                     sends.append((post_delete, cls, {"instance": instance}))
-            elif wants(post_save, cls):
+            elif saves:
                 payload = {
                     "instance": instance,
                     "created": record.created,
@@ -881,7 +918,7 @@ def _sends_of(frame: Frame) -> list[Send]:
                 }
                 sends.append((post_save, cls, payload))
             continue
-        if not wants(m2m_changed, cls):
+        if not links:
             continue
         common = {"instance": instance, "attribute": record.attribute, "model": record.model}
         if record.removed:

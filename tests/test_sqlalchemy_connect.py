@@ -283,8 +283,14 @@ def test_sessions_are_not_listened_to_before_a_session_signal_is_used() -> None:
         with capture(orm.post_delete):
             pass
         assert event.contains(Session, "after_flush", orm._after_flush)
+        # Receivers after the commit only: the flush itself is not listened to.
+        assert not event.contains(Session, "before_flush", orm._before_flush)
+        orm.pre_save.connect(lambda **kw: None, weak=False)
+        assert event.contains(Session, "before_flush", orm._before_flush)
+        assert event.contains(Session, "after_flush", orm._after_flush)
         orm.untrack()
         assert not event.contains(Session, "after_flush", orm._after_flush)
+        assert not event.contains(Session, "before_flush", orm._before_flush)
         print("ok")
         """
     )

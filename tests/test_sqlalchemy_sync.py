@@ -275,3 +275,24 @@ def test_a_session_class_can_be_tracked(engine: Engine) -> None:
         untrack(ShopSession)
     assert events == [saved("pizza")]
     assert untracked == []
+
+
+def test_what_a_class_wants_is_asked_again_after_each_change(
+    maker: sessionmaker[Session],
+) -> None:
+    # Flushes keep, per class, whether post_save / post_delete / m2m_changed want it; a
+    # connect, a disconnect or a capture since then must be seen by the next commit.
+    with recording(post_save, kind="sync", sender=Tag), maker() as session:
+        order = Order(item="pizza")
+        session.add(order)
+        session.commit()  # Order: no receiver, remembered as such
+        with recording(post_save, post_delete, kind="sync", sender=Order) as events:
+            order.item = "pasta"
+            session.commit()
+            with capture(post_delete, sender=Order) as captured:
+                session.delete(order)
+                session.commit()
+        session.add(Order(item="soup"))
+        session.commit()  # the receivers are gone again: nothing recorded
+    assert [e[:2] for e in events] == [("post_save", "Order"), ("post_delete", "Order")]
+    assert [payload["instance"].item for _, payload in captured] == ["pasta"]
