@@ -235,17 +235,17 @@ class SignalMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Nothing connected to the request signals and no send hook on them (asignals.testing
         # capture, asignals.redis): has_listeners() would answer False for all three, read
-        # here off their tables directly since every request asks. This costs about what the
-        # await below costs; three has_listeners() calls cost twice that again.
+        # here off their tables directly since every request asks (`is None` rather than a
+        # hook's truth: no call). This costs about half of what the await below costs.
         if (
             not (
                 request_started._connections
                 or request_finished._connections
                 or got_request_exception._connections
-                or request_started._hook
-                or request_finished._hook
-                or got_request_exception._hook
             )
+            and request_started._hook is None
+            and request_finished._hook is None
+            and got_request_exception._hook is None
             and scope["type"] != "lifespan"
         ):
             await self.app(scope, receive, send)
