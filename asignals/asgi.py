@@ -29,7 +29,7 @@ from ._builtins import (
     request_finished,
     request_started,
 )
-from ._dispatch import Loop, Plan, loop_for, loops
+from ._dispatch import Loop, Plan, loop_for
 from ._receivers import Entry
 
 __all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "SignalMiddleware"]
@@ -43,16 +43,19 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 logger = logging.getLogger("asignals")
 
 
-# What an outer SignalMiddleware is reporting, while it runs: `[scope, headers]` of one
-# request (or lifespan), emptied when it ends. Kept in a context variable (not a scope key:
-# the scope belongs to the application), so that nested or mounted apps wrapped again fire
-# the signals once per request, not once per layer. Context variables are copied into every
+# What an outer SignalMiddleware is reporting, while it runs: `[scope]` of one request (or
+# lifespan), emptied when it ends. Kept in a context variable (not a scope key: the scope
+# belongs to the application), so that nested or mounted apps wrapped again fire the
+# signals once per request, not once per layer. Context variables are copied into every
 # task started meanwhile, so the marker names its request: a scope that is not that one (or
-# a shallow copy of it, which shares its `headers` list) is another request and is
-# reported, as is any request once this one has ended, from a task it spawned or from an
-# in-process client in its task. Emptied in a `finally`, so that a spawned task's context
-# keeps neither object alive past the request. The objects, not their ids: `id()` makes
-# two ints per request. A list, not a class: this is on every request's path.
+# a shallow copy of it, which shares its `headers` list, read when a layer asks) is another
+# request and is reported, as is any request once this one has ended, from a task it
+# spawned or from an in-process client in its task. Emptied in a `finally`, so that a
+# spawned task's context keeps no scope alive past the request. The object, not its id:
+# `id()` makes an int per request. A list, not a class: this is on every request's path.
+# A request does not put back the value it found unless that named a running request (an
+# in-process request made from inside another): a context left holding an emptied marker
+# means what the default None means, and resetting costs as much as setting.
 _reporting: ContextVar[list[Any] | None] = ContextVar("asignals_reporting", default=None)
 _reporting_lifespan: ContextVar[list[Any] | None] = ContextVar(
     "asignals_reporting_lifespan", default=None
@@ -63,36 +66,31 @@ def _covers(marker: list[Any] | None, scope: Scope) -> bool:
     """Whether *scope* is the request (or lifespan) that *marker* names, still running."""
     if not marker:
         return False
-    if scope is marker[0]:
+    reported = marker[0]
+    if scope is reported:
         return True
     headers = scope.get("headers")
-    return headers is not None and headers is marker[1]
+    return headers is not None and headers is reported.get("headers")
 
 
 class _Exchange:
-    """What one request's messages have told so far: the payload of its request_finished.
+    """What one request's messages have told so far, written into its request_finished
+    payload as they arrive.
 
     Created per request and held in a local of ``SignalMiddleware.__call__``, never on the
     middleware; the app gets its two methods as ``receive`` and ``send``. An object with
     slots rather than closures over locals: a closure's variables become cells, which
     ``__call__`` would create on every request, including the ones it only passes through.
+    The payload is a copy of `_FINISHED_DEFAULTS` from the start (copying a dict costs a
+    third of building one of seven items), so that the end of a request fills in only what
+    the messages did not.
     """
 
-    __slots__ = (
-        "close_code",
-        "disconnected",
-        "receive",
-        "response_complete",
-        "send",
-        "status_code",
-    )
+    __slots__ = ("payload", "receive", "send")
 
     receive: Receive
     send: Send
-    status_code: int | None
-    close_code: int | None
-    response_complete: bool
-    disconnected: bool
+    payload: dict[str, Any]
 
     async def observe_receive(self) -> Message:
         message = await self.receive()
@@ -101,12 +99,14 @@ class _Exchange:
             # Servers also answer receive() with http.disconnect once the response is
             # complete (Starlette's StreamingResponse listens for it): only one that comes
             # earlier means that the client went away. HTTP has no close code.
-            if not self.response_complete:
-                self.disconnected = True
+            payload = self.payload
+            if not payload["response_complete"]:
+                payload["disconnected"] = True
         elif message_type == "websocket.disconnect":
-            self.disconnected = True
-            if self.close_code is None:
-                self.close_code = message.get("code", 1005)
+            payload = self.payload
+            payload["disconnected"] = True
+            if payload["close_code"] is None:
+                payload["close_code"] = message.get("code", 1005)
         return message
 
     async def observe_send(self, message: Message) -> None:
@@ -116,24 +116,25 @@ class _Exchange:
         except OSError:
             # Servers raise an OSError (uvicorn: ClientDisconnected) for a message sent
             # after the client went away.
-            self.disconnected = True
+            self.payload["disconnected"] = True
             raise
         # Plain comparisons, most frequent first: cheaper than `in` a tuple of names.
         if message_type == "http.response.body":
-            self.response_complete = not message.get("more_body", False)
+            self.payload["response_complete"] = not message.get("more_body", False)
         elif message_type == "http.response.start":
-            self.status_code = message["status"]
+            self.payload["status_code"] = message["status"]
         elif message_type == "websocket.close":
-            self.close_code = message.get("code", 1000)
-            self.response_complete = True
+            payload = self.payload
+            payload["close_code"] = message.get("code", 1000)
+            payload["response_complete"] = True
         elif message_type == "http.response.pathsend":  # always the whole response
-            self.response_complete = True
+            self.payload["response_complete"] = True
         elif message_type == "http.response.zerocopysend":
-            self.response_complete = not message.get("more_body", False)
+            self.payload["response_complete"] = not message.get("more_body", False)
         elif message_type == "websocket.http.response.start":  # a websocket denial response
-            self.status_code = message["status"]
+            self.payload["status_code"] = message["status"]
         elif message_type == "websocket.http.response.body":  # the end of a denial response
-            self.response_complete = not message.get("more_body", False)
+            self.payload["response_complete"] = not message.get("more_body", False)
 
 
 class SignalMiddleware:
@@ -234,17 +235,17 @@ class SignalMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Nothing connected to the request signals and no send hook on them (asignals.testing
         # capture, asignals.redis): has_listeners() would answer False for all three, read
-        # here off their tables directly since every request asks. This costs about what the
-        # await below costs; three has_listeners() calls cost twice that again.
+        # here off their tables directly since every request asks (`is None` rather than a
+        # hook's truth: no call). This costs about half of what the await below costs.
         if (
             not (
                 request_started._connections
                 or request_finished._connections
                 or got_request_exception._connections
-                or request_started._hook
-                or request_finished._hook
-                or got_request_exception._hook
             )
+            and request_started._hook is None
+            and request_finished._hook is None
+            and got_request_exception._hook is None
             and scope["type"] != "lifespan"
         ):
             await self.app(scope, receive, send)
@@ -256,25 +257,24 @@ class SignalMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        marker = _reporting.get()
-        if (marker and _covers(marker, scope)) or (  # an outer layer reports this request
+        outer = _reporting.get()
+        if (outer and _covers(outer, scope)) or (  # an outer layer reports this request
             (self._exact_paths or self._path_patterns) and self._excludes(scope)
         ):
             await self.app(scope, receive, send)
             return
         # Whether some receiver listens to a request from this sender, asked as
         # has_listeners() would ask, and the plan request_started runs. While request_started
-        # has no send hook, finding its plan records nothing and answers for it.
+        # has no send hook, the plan found answers for it: found here as _plan_to_send()
+        # finds it, written out because a method call costs more than the lookup itself.
         sender = self.sender
-        payload: dict[str, Any] = {"scope": scope}
         plan: Plan | None = None
         if request_started._hook is None:
-            plan = request_started._plan_to_send(sender, payload)
-            listens = bool(plan)
-        else:
-            listens = request_started.has_listeners(sender)
+            any_plan, sender_plans = request_started._plans
+            plan = request_started._plan_for(sender) if sender_plans else any_plan
         if not (
-            listens
+            plan
+            or (plan is None and request_started.has_listeners(sender))
             or request_finished.has_listeners(sender)
             or got_request_exception.has_listeners(sender)
         ):
@@ -286,10 +286,9 @@ class SignalMiddleware:
         # for it), never on self.
         exchange = _Exchange()
         exchange.receive, exchange.send = receive, send
-        exchange.status_code = exchange.close_code = None
-        exchange.response_complete = exchange.disconnected = False
-        exception: BaseException | None = None
-        marker = [scope, scope.get("headers")]
+        exchange.payload = payload = _FINISHED_DEFAULTS.copy()
+        payload["scope"] = scope
+        marker = [scope]
         token = _reporting.set(marker)
         started = perf_counter()
         interrupted = False  # by cancellation (or KeyboardInterrupt...), not an app error
@@ -297,62 +296,60 @@ class SignalMiddleware:
             # request_started.send(sender, scope=scope), taken apart like the finish below:
             # the same plan (the testing helpers' hook applied) and the same compiled loop.
             if plan is None:  # a hook is installed: it sees the send now
-                plan = request_started._plan_to_send(sender, payload)
+                plan = request_started._plan_to_send(sender, {"scope": scope})
             if plan:  # a failure fails the request
-                loop = loops.get(_STARTED) or loop_for(_STARTED)
-                await loop(request_started, plan, False, sender, payload)
+                await _send_started(request_started, plan, False, sender, {"scope": scope})
             try:
                 await self.app(scope, exchange.observe_receive, exchange.observe_send)
             except Exception as exc:
-                exception = exc
+                payload["exception"] = exc
                 await got_request_exception.send_robust(sender, scope=scope, exception=exc)
                 raise
         except Exception as exc:
-            exception = exc
-            if exchange.status_code is None and scope_type == "http" and not exchange.disconnected:
+            payload["exception"] = exc
+            if (
+                payload["status_code"] is None
+                and scope_type == "http"
+                and not payload["disconnected"]
+            ):
                 # No response started: the client gets a 500 from whatever catches this
                 # (the server, or Starlette's ServerErrorMiddleware outside us when added
                 # with app.add_middleware), so report the status it will see.
-                exchange.status_code = 500
+                payload["status_code"] = 500
             raise
         except BaseException:
             interrupted = True
             raise
         finally:
             marker.clear()  # for the tasks it started, this request is over
-            _reporting.reset(token)
-            payload = {
-                "scope": scope,
-                "status_code": exchange.status_code,
-                "response_complete": exchange.response_complete,
-                "disconnected": exchange.disconnected,
-                "exception": exception,
-                "duration": perf_counter() - started,
-                "close_code": exchange.close_code,
-            }
-            # This frame is in the traceback of the app's exception: hold it only in
-            # `payload`, cleared below, so that no reference cycle keeps it (and the whole
-            # request) alive until the cycle collector runs.
-            exception = None
+            if outer:  # this task is in another request still (one that made this one)
+                _reporting.reset(token)
+            payload["duration"] = perf_counter() - started
             # request_finished.send_robust(sender, **payload), taken apart so that the
             # receivers it has not reached yet are known when a cancellation cuts it short:
             # the loop walks an iterator of the plan.
-            remaining = iter(request_finished._plan_to_send(sender, payload))
-            loop = loops.get(_FINISHED) or loop_for(_FINISHED)
+            any_plan, sender_plans = request_finished._plans
+            plan = request_finished._plan_for(sender) if sender_plans else any_plan
+            if request_finished._hook is not None:
+                plan = request_finished._hook(sender, payload, plan)
+            remaining = iter(plan)
             try:
                 if interrupted:
-                    await self._finish_shielded(loop, remaining, sender, payload, scope)
+                    await self._finish_shielded(remaining, sender, payload, scope)
                 else:
                     try:
-                        await loop(request_finished, remaining, True, sender, payload)
+                        await _send_finished(request_finished, remaining, True, sender, payload)
                     except BaseException:
                         # Cancelled while a receiver awaited: that one is cut off, but the
                         # ones after it still hear that the request finished, as after a
                         # cancelled request. Only now is the shield paid for (about 6 us, a
                         # tenth of a whole request).
-                        await self._finish_shielded(loop, remaining, sender, payload, scope)
+                        await self._finish_shielded(remaining, sender, payload, scope)
                         raise
             finally:
+                # The app's exception (in the payload) holds this frame in its traceback:
+                # emptied, so that no reference cycle keeps the request alive until the
+                # cycle collector runs.
                 payload.clear()
 
     def _excludes(self, scope: Scope) -> bool:
@@ -362,7 +359,6 @@ class SignalMiddleware:
 
     async def _finish_shielded(
         self,
-        loop: Loop,
         remaining: Iterator[Entry],
         sender: Any,
         payload: dict[str, Any],
@@ -374,7 +370,7 @@ class SignalMiddleware:
         that a slow receiver cannot hold it (or a shutdown) forever.
         """
         with anyio.move_on_after(self.finish_timeout, shield=True) as bound:
-            await loop(request_finished, remaining, True, sender, payload)
+            await _send_finished(request_finished, remaining, True, sender, payload)
         if bound.cancelled_caught:
             logger.warning(
                 "request_finished receivers did not finish within finish_timeout=%ss "
@@ -413,7 +409,7 @@ class SignalMiddleware:
                 return  # the server has been told already, and accepts it once
             await send(message)
 
-        marker = [scope, scope.get("headers")]
+        marker = [scope]
         token = _reporting_lifespan.set(marker)
         try:
             await self.app(scope, observe_receive, observe_send)
@@ -422,13 +418,19 @@ class SignalMiddleware:
             _reporting_lifespan.reset(token)
 
 
-_STARTED = ("scope",)
-_FINISHED = (
-    "scope",
-    "status_code",
-    "response_complete",
-    "disconnected",
-    "exception",
-    "duration",
-    "close_code",
-)
+# The payload of request_finished before the request has told anything; each request's
+# starts as a copy (see `_Exchange`). Receivers get the items in this order.
+_FINISHED_DEFAULTS: dict[str, Any] = {
+    "scope": None,
+    "status_code": None,
+    "response_complete": False,
+    "disconnected": False,
+    "exception": None,
+    "duration": 0.0,
+    "close_code": None,
+}
+# The compiled dispatch loops of the two sends (the ones send() runs for these payloads),
+# found once: looking them up per request (hashing the tuple of names) cost about as much
+# as a whole direct call of a receiver.
+_send_started: Loop = loop_for(("scope",))
+_send_finished: Loop = loop_for(tuple(_FINISHED_DEFAULTS))

@@ -170,6 +170,46 @@ async def test_in_process_request_to_another_app_is_reported() -> None:
     ]
 
 
+async def test_a_nested_layer_after_an_in_process_request_still_sends_once() -> None:
+    """A request made from inside another, in the same task, puts the outer request's marker
+    back when it ends: a layer the outer request reaches afterwards still sees it reported."""
+
+    class Other:
+        """The other app's sender."""
+
+    other_app = SignalMiddleware(ok_app, sender=Other)
+    inner_layer = SignalMiddleware(ok_app)
+
+    async def calling_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await other_app(http_scope("/other"), *FakeServer().channel())
+        await inner_layer(scope, receive, send)
+
+    with recording(*REQUEST_SIGNALS) as recorder:
+        await SignalMiddleware(calling_app)(http_scope("/outer"), *FakeServer().channel())
+        await inner_layer(http_scope("/after"), *FakeServer().channel())  # the same task
+    assert [(call.signal.label, call.payload["scope"]["path"]) for call in recorder.calls] == [
+        ("request_started", "/outer"),
+        ("request_started", "/other"),
+        ("request_finished", "/other"),
+        ("request_finished", "/outer"),
+        ("request_started", "/after"),
+        ("request_finished", "/after"),
+    ]
+
+
+async def test_a_copy_made_after_the_app_replaced_the_headers_still_sends_once() -> None:
+    """The headers a nested layer compares are the outer scope's when it asks, not when the
+    request started: a middleware that rewrites them before mounting a copy is one request."""
+
+    async def rewrites_then_copies(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["headers"] = [*scope["headers"], (b"x-forwarded-for", b"10.0.0.1")]
+        await SignalMiddleware(ok_app)(dict(scope, root_path="/sub"), receive, send)
+
+    with recording(*REQUEST_SIGNALS) as recorder:
+        await SignalMiddleware(rewrites_then_copies)(http_scope(), *FakeServer().channel())
+    assert recorder.names() == ["request_started", "request_finished"]
+
+
 async def test_nested_layers_with_a_copied_scope_still_send_once() -> None:
     async def copies_the_scope(scope: Scope, receive: Receive, send: Send) -> None:
         await SignalMiddleware(ok_app)(dict(scope, root_path="/sub"), receive, send)

@@ -582,6 +582,54 @@ async def test_concurrent_requests_keep_their_own_state() -> None:
     assert isinstance(by_path["/500"]["exception"], AppError)
 
 
+async def test_each_request_starts_from_the_default_payload() -> None:
+    """What one request's messages told (an exception, a disconnect, a status) is not in the
+    next request's payload."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/first":
+            assert (await receive())["type"] == "http.disconnect"
+            raise AppError("first")
+        await respond(send)
+
+    middleware = SignalMiddleware(app)
+    disconnecting = FakeServer([{"type": "http.disconnect"}])
+    with recording(request_finished) as recorder:
+        with pytest.raises(AppError):
+            await middleware(http_scope("/first"), *disconnecting.channel())
+        await middleware(http_scope("/second"), *FakeServer().channel())
+    first, second = (call.payload for call in recorder.calls)
+    assert first["disconnected"] is True
+    assert isinstance(first["exception"], AppError)
+    assert second == {
+        "scope": http_scope("/second"),
+        "status_code": 200,
+        "response_complete": True,
+        "disconnected": False,
+        "exception": None,
+        "duration": second["duration"],
+        "close_code": None,
+    }
+    assert list(second) == list(first)  # the items in the documented order, every time
+    assert second["duration"] > 0
+
+
+async def test_a_receiver_changing_its_arguments_does_not_change_the_next_receivers() -> None:
+    seen: list[tuple[Any, Any]] = []
+
+    async def meddling(sender: Any, **kwargs: Any) -> None:
+        kwargs["status_code"] = 418
+        kwargs["scope"]["path"] = "/meddled"  # the scope itself is the request's, shared
+        kwargs.clear()
+
+    def honest(sender: Any, **kwargs: Any) -> None:
+        seen.append((kwargs["status_code"], kwargs["scope"]["path"]))
+
+    with connected_to(meddling, request_finished), connected_to(honest, request_finished):
+        await SignalMiddleware(ok_app)(http_scope("/"), *FakeServer().channel())
+    assert seen == [(200, "/meddled")]
+
+
 # -- when the middleware stays out of the way -----------------------------------------------
 
 
