@@ -432,7 +432,8 @@ async def run_concurrently(
         outcomes = await _run_in_asyncio_tasks(
             event_loop, child, signal, parts, robust, sender, payload, max_concurrency
         )
-    flat = [*chain.from_iterable(outcomes)]
+    # One part (one receiver, or a run of sync ones): its list, fresh per gather, as it is.
+    flat = outcomes[0] if len(outcomes) == 1 else [*chain.from_iterable(outcomes)]
     # A receiver's frame reaches the task that ran it (frames link to their callers), and
     # that task's frame reaches `outcomes`: emptied, so that an exception returned in the
     # responses is not in a reference cycle that keeps the payload alive. A child that ran
