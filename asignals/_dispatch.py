@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dis
 import inspect
 import keyword
 import linecache
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator
-from types import CodeType, TracebackType
+from itertools import chain
+from types import CodeType
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import anyio
@@ -41,6 +43,11 @@ Responses = list[tuple[Receiver, Any]]
 Loop = Callable[[Any, Iterable[Entry], bool, Any, dict[str, Any]], Coroutine[Any, Any, Responses]]
 """``loop(signal, plan, robust, sender, payload)``: the compiled dispatch loop. The plan may
 be an iterator: what is left of it tells how far a loop got that was cut short."""
+ChildLoop = Callable[
+    [Any, Iterable[Entry], bool, Any, dict[str, Any], "_Children", int], Coroutine[Any, Any, None]
+]
+"""``child(signal, part, robust, sender, payload, children, index)``: the same loop as the
+body of one child task of a gather on asyncio, reporting to *children* (`CHILD_SOURCE`)."""
 
 
 def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> Exception:
@@ -60,16 +67,23 @@ def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> Exce
     return exc
 
 
-class InlinePlan(tuple[Entry, ...]):
+class _OneKindPlan(tuple[Entry, ...]):
+    """A plan whose receivers are all of one kind.
+
+    Its parts for gather (`_parts`) are kept on it once computed: a plan never changes
+    (connecting publishes a new one), and splitting a plan of 100 receivers again on
+    every gather cost a twentieth of the gather. (Hence no ``__slots__``.)
+    """
+
+    parts: list[Plan] | None = None
+
+
+class InlinePlan(_OneKindPlan):
     """A plan whose receivers are all inline sync receivers (:data:`SYNC`)."""
 
-    __slots__ = ()
 
-
-class AwaitPlan(tuple[Entry, ...]):
+class AwaitPlan(_OneKindPlan):
     """A plan whose receivers are all plain coroutine receivers (:data:`ASYNC`)."""
-
-    __slots__ = ()
 
 
 def plan_of(entries: tuple[Entry, ...]) -> Plan:
@@ -96,23 +110,33 @@ def extend(plan: Plan, entry: Entry) -> Plan:
     return plan_of(entries) if len(entries) == 1 else entries
 
 
+LOOP_BODY = """\
+{unpack}
+responses = []
+for ref, call in plan:
+    receiver = ref()
+    if receiver is None:  # garbage-collected since the plan was built
+        continue
+    try:
+        {call}
+    except Exception as exc:
+        if not robust:
+            raise
+        responses.append((receiver, log_failure(signal, receiver, exc)))
+        continue
+    responses.append((receiver, response))
+"""
+"""The dispatch loop, one template: it leaves the plan's (receiver, response) pairs in
+``responses``. ``{unpack}`` binds the payload's items to locals (and, in a
+`guessed_loop`, checks that they are the expected ones); ``{call}`` calls one receiver: a
+branch on its kind in general, or the one kind an `InlinePlan` or `AwaitPlan` holds,
+which saves the branch for every receiver. It is compiled inside one of two functions:
+`LOOP_SOURCE` (send, and gather on trio) or `CHILD_SOURCE` (gather on asyncio)."""
+
 LOOP_SOURCE = """\
 async def run_in_order(signal, plan, robust, sender, payload):
     \"\"\"Call every live receiver of *plan* in order; collect (receiver, response) pairs.\"\"\"
-    {unpack}
-    responses = []
-    for ref, call in plan:
-        receiver = ref()
-        if receiver is None:  # garbage-collected since the plan was built
-            continue
-        try:
-            {call}
-        except Exception as exc:
-            if not robust:
-                raise
-            responses.append((receiver, log_failure(signal, receiver, exc)))
-            continue
-        responses.append((receiver, response))
+    {body}
     try:
         return responses
     finally:
@@ -121,10 +145,28 @@ async def run_in_order(signal, plan, robust, sender, payload):
         # until the cycle collector runs. (No local but `responses` ever holds one.)
         del responses
 """
-"""The dispatch loop, one template. ``{unpack}`` binds the payload's items to locals (and,
-in a `guessed_loop`, checks that they are the expected ones); ``{call}`` calls one
-receiver: a branch on its kind in general, or the one kind an `InlinePlan` or `AwaitPlan`
-holds, which saves the branch for every receiver."""
+"""The loop as a function that returns the responses."""
+
+CHILD_SOURCE = """\
+async def run_part(signal, plan, robust, sender, payload, children, part_index):
+    \"\"\"One part of a gather, in a task of its own: the loop over *plan*, which reports its
+    responses or its failure to *children* (a `_Children`) instead of raising.\"\"\"
+    if not children.stopping:  # else cancelled before it started: run nothing
+        try:
+            {body}
+            children.results[part_index] = responses
+        except BaseException as exc:  # nothing may escape the task (see _Children.failed)
+            children.failed(exc)
+    children.pending -= 1
+    if not children.pending:
+        children.finished()
+    # As in run_in_order: the traceback of an exception returned or raised holds this
+    # frame, which must then hold neither the exception nor `children` (which holds it).
+    children = responses = None
+"""
+"""The loop as the whole of a gather's child task (`run_concurrently` on asyncio): one
+coroutine per part, where a loop awaited by a wrapper that reports would be two, about a
+tenth of a gather to receivers that return at once."""
 
 COMPREHENSION_SOURCE = """\
 async def run_in_order(signal, plan, robust, sender, payload):
@@ -144,11 +186,23 @@ _COMPREHENSIONS = sys.version_info >= (3, 12)
 
 _CALL_ANY_KIND = """\
 if call is SYNC:
-                response = receiver({arguments})
-            elif call is ASYNC:
-                response = await receiver({arguments})
-            else:  # to_thread and/or timeout
-                response = await call(receiver, dict({arguments}))"""
+    response = receiver({arguments})
+elif call is ASYNC:
+    response = await receiver({arguments})
+else:  # to_thread and/or timeout
+    response = await call(receiver, dict({arguments}))"""
+
+
+def _fill(template: str, **fields: str) -> str:
+    """*template* with its ``{fields}`` filled in, the later lines of a field that spans
+    several indented as deep as the line of its placeholder (so that the templates above
+    nest into each other)."""
+    lines = []
+    for line in template.splitlines(keepends=True):
+        indent = "\n" + line[: len(line) - len(line.lstrip())]
+        filled = {name: text.rstrip("\n").replace("\n", indent) for name, text in fields.items()}
+        lines.append(line.format_map(filled))
+    return "".join(lines)
 
 
 class _Kind(NamedTuple):
@@ -175,10 +229,12 @@ _KINDS: dict[type, _Kind] = {
 
 
 def _names_in(source: str) -> frozenset[str]:
-    """Every name the loop's code uses (locals, globals, builtins), read off its bytecode."""
+    """Every name a payload item would shadow in the loop's code: its locals, and the
+    globals and builtins it reads (not attribute names), read off its bytecode."""
     module = compile(source, "<asignals dispatch loop>", "exec")
     (function,) = (const for const in module.co_consts if isinstance(const, CodeType))
-    return frozenset(function.co_varnames + function.co_names)
+    read = {op.argval for op in dis.get_instructions(function) if op.opname == "LOAD_GLOBAL"}
+    return frozenset(function.co_varnames) | read
 
 
 _MAX_SHAPES = 256  # beyond this many payload shapes, new ones share the ** loop
@@ -192,19 +248,23 @@ _ORDER_NAMES = tuple(f"_key{index}" for index in range(_MAX_NAMES))
 # A payload item named like one of these (`plan`, `Exception`, ...) would shadow it inside
 # a loop compiled with literal keywords, so such payloads take the ** loop. `__debug__`
 # cannot be assigned at all.
+_ANY_BODY = _fill(
+    LOOP_BODY,
+    unpack="refit, KeyError",
+    call=_CALL_ANY_KIND.format(arguments="signal=signal, sender=sender"),
+)
 _LOOP_NAMES = (
-    _names_in(
-        LOOP_SOURCE.format(
-            unpack="refit, KeyError",
-            call=_CALL_ANY_KIND.format(arguments="signal=signal, sender=sender"),
-        )
-    )
-    | _names_in(COMPREHENSION_SOURCE.format(unpack="", call="receiver()"))
+    _names_in(_fill(LOOP_SOURCE, body=_ANY_BODY))
+    | _names_in(_fill(CHILD_SOURCE, body=_ANY_BODY))
+    | _names_in(_fill(COMPREHENSION_SOURCE, unpack="", call="receiver()"))
     | set(_ORDER_NAMES)
     | {"__debug__"}
 )
 loops: dict[tuple[str, ...], Loop] = {}
 """Compiled loops by payload names; the send path reads it directly."""
+child_loops: dict[tuple[tuple[str, ...], type], ChildLoop] = {}
+"""Compiled gather children by payload names and plan kind; gather reads it directly."""
+_any_payload_children: dict[type, ChildLoop] = {}
 _guessed: dict[tuple[tuple[str, ...], type, bool], Loop] = {}
 
 
@@ -220,23 +280,26 @@ def _unpack(names: tuple[str, ...], guessed: bool) -> str:
     if not guessed or not names:  # an empty payload: its length says it all
         return unpack
     if len(names) == 1:
-        return "\n    ".join(["try:", f"    {unpack}", "except KeyError:", f"    {_REFIT}"])
+        return "\n".join(["try:", f"    {unpack}", "except KeyError:", f"    {_REFIT}"])
     order = _ORDER_NAMES[: len(names)]
     mismatch = " or ".join(f"{key} != {name!r}" for key, name in zip(order, names, strict=True))
-    return "\n    ".join(
-        [f"{', '.join(order)} = payload", f"if {mismatch}:", f"    {_REFIT}", unpack]
-    )
+    return "\n".join([f"{', '.join(order)} = payload", f"if {mismatch}:", f"    {_REFIT}", unpack])
 
 
 _REFIT = "return await refit(signal, plan, robust, sender, payload)"
 
 
 def _compile(
-    names: tuple[str, ...] | None, kind: type = tuple, guessed: bool = False, robust: bool = True
-) -> Loop:
+    names: tuple[str, ...] | None,
+    kind: type = tuple,
+    guessed: bool = False,
+    robust: bool = True,
+    child: bool = False,
+) -> Callable[..., Any]:
     """Compile the loop for these payload names (``None``: any names, through ``**``), for
     plans of *kind* (`InlinePlan`, `AwaitPlan`, or ``tuple``: any); with ``robust=False``
-    one that may assume that it is never asked to be robust."""
+    one that may assume that it is never asked to be robust; with ``child=True`` as a
+    gather's child (`CHILD_SOURCE`, a `ChildLoop`), else as a `Loop`."""
     if names is None:
         unpack, keywords = "", ", **payload"
     else:
@@ -246,15 +309,16 @@ def _compile(
     how = _KINDS[kind]
     if not robust and _COMPREHENSIONS and how.expression is not None:
         call = how.expression.format(arguments=arguments)
-        source = COMPREHENSION_SOURCE.format(unpack=unpack, call=call)
+        source = _fill(COMPREHENSION_SOURCE, unpack=unpack, call=call)
     else:
-        source = LOOP_SOURCE.format(unpack=unpack, call=how.call.format(arguments=arguments))
+        body = _fill(LOOP_BODY, unpack=unpack, call=how.call.format(arguments=arguments))
+        source = _fill(CHILD_SOURCE if child else LOOP_SOURCE, body=body)
     # A distinct file name per loop, registered with linecache, so that tracebacks through
     # the loop show its source lines.
     shape = "**" if names is None else ", ".join(names)
     filename = (
         f"<asignals dispatch loop ({shape}){how.label}{', checked' if guessed else ''}"
-        f"{'' if robust else ', send'}>"
+        f"{'' if robust else ', send'}{', gather child' if child else ''}>"
     )
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {
@@ -264,8 +328,8 @@ def _compile(
         "refit": _refit,
     }
     exec(compile(source, filename, "exec"), namespace)
-    loop: Loop = namespace["run_in_order"]
-    return loop
+    function: Callable[..., Any] = namespace["run_part" if child else "run_in_order"]
+    return function
 
 
 def _spellable(shape: tuple[str, ...]) -> bool:
@@ -289,6 +353,22 @@ def loop_for(shape: tuple[str, ...]) -> Loop:
             return any_payload_loop
         loop = loops[shape] = _compile(shape)
     return loop
+
+
+def child_loop_for(shape: tuple[str, ...], kind: type) -> ChildLoop:
+    """The loop as a gather's child (`CHILD_SOURCE`) for payloads with these names and
+    plans of this *kind*: the parts of a plan of one kind are of that kind too. Compiled
+    on first use; bounded as `loop_for` is, beyond which shapes share the ``**`` child."""
+    kind = kind if kind in _KINDS else tuple
+    child: ChildLoop | None = child_loops.get((shape, kind))
+    if child is None:
+        if len(child_loops) >= _MAX_SHAPES or not _spellable(shape):
+            child = _any_payload_children.get(kind)
+            if child is None:
+                child = _any_payload_children[kind] = _compile(None, kind, child=True)
+            return child
+        child = child_loops[shape, kind] = _compile(shape, kind, child=True)
+    return child
 
 
 def guessed_loop(shape: tuple[str, ...], kind: type, robust: bool) -> Loop:
@@ -325,38 +405,41 @@ any_payload_loop = _compile(None)
 
 async def run_concurrently(
     signal: AsyncSignal,
-    loop: Loop,
+    shape: tuple[str, ...],
     plan: Plan,
     sender: Any,
     payload: dict[str, Any],
     robust: bool,
     max_concurrency: int | None,
 ) -> Responses:
-    """Run the receivers of a non-empty *plan* concurrently; responses in plan order.
+    """Run the receivers of a non-empty *plan* concurrently, for a payload with the names
+    *shape*; responses in plan order.
 
     Structured: nothing is left running when this returns or raises. Without *robust*, the
     first failure cancels the others and raises an ``ExceptionGroup``.
     """
     parts = _parts(plan)
-    if max_concurrency is None or max_concurrency >= len(parts):
-        outcomes = await _run_all([loop(signal, part, robust, sender, payload) for part in parts])
+    try:
+        event_loop = asyncio.get_running_loop()
+    except RuntimeError:  # anyio's other backend: trio
+        loop = loops.get(shape) or loop_for(shape)
+        outcomes = await _run_in_trio_nursery(
+            signal, loop, parts, robust, sender, payload, max_concurrency
+        )
     else:
-        # Workers share one iterator, so at most `max_concurrency` parts run at once.
-        outcomes = [[] for _ in parts]
-        indexes: Iterator[int] = iter(range(len(parts)))
-
-        async def worker() -> Responses:
-            for index in indexes:
-                outcomes[index] = await loop(signal, parts[index], robust, sender, payload)
-            return []
-
-        await _run_all([worker() for _ in range(max_concurrency)])
-    flat = [response for responses in outcomes for response in responses]
+        kind = type(plan)
+        child = child_loops.get((shape, kind)) or child_loop_for(shape, kind)
+        outcomes = await _run_in_asyncio_tasks(
+            event_loop, child, signal, parts, robust, sender, payload, max_concurrency
+        )
+    # One part (one receiver, or a run of sync ones): its list, fresh per gather, as it is.
+    flat = outcomes[0] if len(outcomes) == 1 else [*chain.from_iterable(outcomes)]
     # A receiver's frame reaches the task that ran it (frames link to their callers), and
     # that task's frame reaches `outcomes`: emptied, so that an exception returned in the
     # responses is not in a reference cycle that keeps the payload alive. A child that ran
-    # eagerly, inside the Task constructor, links to this very frame: `flat` is dropped
-    # from it on the way out for the same reason (as the loop drops its `responses`).
+    # eagerly, inside the Task constructor, links to a frame of this gather: `flat` is
+    # dropped from this one on the way out for the same reason (as the loop drops its
+    # `responses`).
     outcomes.clear()
     try:
         return flat
@@ -372,7 +455,13 @@ def _parts(plan: Plan) -> list[Plan]:
     of one each, and a run of sync receivers keeps its order. (Tasks start in connection
     order on asyncio; trio deliberately varies the start order of sibling tasks.)
     """
-    parts: list[Plan] = []
+    if isinstance(plan, _OneKindPlan):
+        parts = plan.parts
+        if parts is None:
+            # A plan of coroutine receivers is a part per receiver; of sync ones, one part.
+            parts = plan.parts = [(entry,) for entry in plan] if type(plan) is AwaitPlan else [plan]
+        return parts
+    parts = []
     start = 0
     for index, (_, call) in enumerate(plan):
         if call is not SYNC or index + 1 == len(plan) or plan[index + 1][1] is not SYNC:
@@ -381,37 +470,43 @@ def _parts(plan: Plan) -> list[Plan]:
     return parts
 
 
-async def _run_all(coroutines: list[Coroutine[Any, Any, Responses]]) -> list[Responses]:
-    """Run *coroutines* concurrently, structured; their results in order.
-
-    The first failure cancels the others and raises an ExceptionGroup; cancelling the
-    caller cancels them all; nothing is left running when this returns or raises.
-    """
-    try:
-        event_loop = asyncio.get_running_loop()
-    except RuntimeError:  # anyio's other backend: trio
-        return await _run_all_in_trio_nursery(coroutines)
-    return await _run_all_in_asyncio_tasks(event_loop, coroutines)
-
-
-async def _run_all_in_trio_nursery(
-    coroutines: list[Coroutine[Any, Any, Responses]],
+async def _run_in_trio_nursery(
+    signal: AsyncSignal,
+    loop: Loop,
+    parts: list[Plan],
+    robust: bool,
+    sender: Any,
+    payload: dict[str, Any],
+    max_concurrency: int | None,
 ) -> list[Responses]:
-    """The contract, from a trio nursery.
+    """The contract, from a trio nursery, which keeps it by itself; results in order.
 
     Straight from trio rather than through anyio: an anyio task group adds a task handle,
     a cancel scope and an event per task, which made gather 2.6 times a bare nursery.
     """
     import trio  # only reached while trio runs the event loop
 
-    results: list[Responses] = [[] for _ in coroutines]
+    results: list[Responses] = [[] for _ in parts]
+    if max_concurrency is None or max_concurrency >= len(parts):
+        coroutines = [loop(signal, part, robust, sender, payload) for part in parts]
 
-    async def run(index: int) -> None:
-        results[index] = await coroutines[index]
+        async def run(index: int) -> None:
+            results[index] = await coroutines[index]
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(coroutines)):
+                nursery.start_soon(run, index)
+        return results
+    # Workers share one iterator, so at most `max_concurrency` parts run at once.
+    indexes: Iterator[int] = iter(range(len(parts)))
+
+    async def worker() -> None:
+        for index in indexes:
+            results[index] = await loop(signal, parts[index], robust, sender, payload)
 
     async with trio.open_nursery() as nursery:
-        for index in range(len(coroutines)):
-            nursery.start_soon(run, index)
+        for _ in range(max_concurrency):
+            nursery.start_soon(worker)
     return results
 
 
@@ -420,8 +515,15 @@ _CANCEL_MESSAGE = "asignals gather() is cancelling its receivers"
 _SHIELD_POLL = 0.001  # seconds between looks at receivers that wait in a shielded scope
 
 
-async def _run_all_in_asyncio_tasks(
-    event_loop: asyncio.AbstractEventLoop, coroutines: list[Coroutine[Any, Any, Responses]]
+async def _run_in_asyncio_tasks(
+    event_loop: asyncio.AbstractEventLoop,
+    child: ChildLoop,
+    signal: AsyncSignal,
+    parts: list[Plan],
+    robust: bool,
+    sender: Any,
+    payload: dict[str, Any],
+    max_concurrency: int | None,
 ) -> list[Responses]:
     """The same contract with plain asyncio tasks, cancelled the way anyio cancels.
 
@@ -429,25 +531,41 @@ async def _run_all_in_asyncio_tasks(
     times the whole task (design.md, "Gather"). What a task group would add, `_Children`
     does only once something has to be cancelled: level-style cancellation that respects
     anyio shields. Every child reports its own end, so the normal path is one future,
-    one counter and one task per part (cheaper than ``asyncio.wait``). On Python 3.12+ the
-    tasks start eagerly (design.md, "Eager start"): no future at all when every child
-    returned before its first suspension.
+    one counter and one task per part (cheaper than ``asyncio.wait``), and the task's
+    coroutine is the dispatch loop itself (`CHILD_SOURCE`). On Python 3.12+ the tasks
+    start eagerly (design.md, "Eager start"): no future at all when every child returned
+    before its first suspension.
     """
-    children = _Children(event_loop, len(coroutines))
+    children = _Children(event_loop, len(parts))
     tasks = children.tasks
-    if sys.version_info >= (3, 12) and _builds_eager_tasks(event_loop):
+    eager = _EAGER_TASKS and _builds_eager_tasks(event_loop)
+    if max_concurrency is not None and max_concurrency < len(parts):
+        # Workers share one iterator, so at most `max_concurrency` parts run at once; each
+        # part still reports to `children` (a worker never raises), and counts itself out.
+        indexes: Iterator[int] = iter(range(len(parts)))
+
+        async def worker() -> None:
+            for index in indexes:
+                await child(signal, parts[index], robust, sender, payload, children, index)
+
+        for _ in range(max_concurrency):
+            if eager:
+                tasks.append(_Task(worker(), loop=event_loop, eager_start=True))
+            else:
+                tasks.append(event_loop.create_task(worker()))
+    elif eager:
         # Each child runs at once, inside the Task constructor, up to its first suspension:
         # a receiver that returns at once never waits for a turn of the loop, and when all
         # of them did, no waiter is needed. A child that fails or is interrupted there
         # stops the gather like any other, and the children created after it run nothing.
-        eager = True
-        task, add = asyncio.Task, tasks.append
-        for index, coroutine in enumerate(coroutines):
-            add(task(_child(children, index, coroutine), loop=event_loop, eager_start=True))
+        task, add = _Task, tasks.append
+        for index, part in enumerate(parts):
+            coroutine = child(signal, part, robust, sender, payload, children, index)
+            add(task(coroutine, loop=event_loop, eager_start=True))
     else:
-        eager = False
-        for index, coroutine in enumerate(coroutines):
-            tasks.append(event_loop.create_task(_child(children, index, coroutine)))
+        for index, part in enumerate(parts):
+            coroutine = child(signal, part, robust, sender, payload, children, index)
+            tasks.append(event_loop.create_task(coroutine))
     caller_cancelled: BaseException | None = None
     if children.pending:
         if eager and _cancel_pending(asyncio.current_task(event_loop)):
@@ -475,6 +593,10 @@ async def _run_all_in_asyncio_tasks(
     finally:
         del caller_cancelled, errors  # no cycle through this frame's traceback
     return children.results
+
+
+_EAGER_TASKS = sys.version_info >= (3, 12)
+_Task: Callable[..., asyncio.Task[Any]] = asyncio.Task  # typed so: 3.11 has no eager_start
 
 
 # Eager tasks exist from Python 3.12 on. Neither `loop.create_task()` nor a TaskGroup's
@@ -546,6 +668,23 @@ class _Children:
         self.stopping = False
         self.waiter: asyncio.Future[None] | None = None
 
+    def failed(self, exc: BaseException) -> None:
+        """A child's part raised *exc*: keep it for the caller, and stop the gather.
+
+        Nothing escapes a child task: asyncio re-raises a task's KeyboardInterrupt or
+        SystemExit out of ``run_until_complete``, and out of the Task constructor for a
+        task started eagerly. A child's own cancellation, once stopping, is no failure.
+        """
+        if not (isinstance(exc, asyncio.CancelledError) and self.stopping):
+            self.errors.append(exc)
+            self.stop()
+
+    def finished(self) -> None:
+        """The last child has counted itself out: wake the caller if it waits."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def stop(self) -> None:
         """Cancel every child until it has finished (a child not started yet never starts)."""
         if not self.stopping:
@@ -593,36 +732,8 @@ class _Children:
                     continue
 
 
-async def _child(
-    children: _Children, index: int, coroutine: Coroutine[Any, Any, Responses]
-) -> None:
-    """One part of a gather, in a task of its own: it reports its result or its failure to
-    *children* instead of raising, so that nothing escapes the event loop (asyncio re-raises
-    a task's KeyboardInterrupt or SystemExit out of ``run_until_complete``, and out of the
-    Task constructor for a task started eagerly)."""
-    if children.stopping:  # cancelled before it started: run nothing
-        coroutine.close()
-    else:
-        try:
-            children.results[index] = await coroutine
-        except BaseException as exc:
-            if not (isinstance(exc, asyncio.CancelledError) and children.stopping):
-                # The traceback starts at this frame, which holds `children`: start it below.
-                children.errors.append(exc.with_traceback(_below(exc.__traceback__)))
-                children.stop()
-    children.pending -= 1
-    if not children.pending:
-        waiter = children.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-def _below(traceback: TracebackType | None) -> TracebackType | None:
-    return traceback.tb_next if traceback is not None else None
-
-
 def _started(task: asyncio.Task[Any]) -> bool:
-    coroutine = cast(Coroutine[Any, Any, None], task.get_coro())  # one of ours: _child()
+    coroutine = cast(Coroutine[Any, Any, None], task.get_coro())  # a child or a worker
     return inspect.getcoroutinestate(coroutine) != inspect.CORO_CREATED
 
 

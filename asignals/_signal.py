@@ -18,8 +18,6 @@ from ._dispatch import (
     Responses,
     any_payload_loop,
     guessed_loop,
-    loop_for,
-    loops,
     run_concurrently,
 )
 from ._receivers import (
@@ -447,10 +445,8 @@ class AsyncSignal(Connections, Generic[P]):
         plan = self._plan_to_send(sender, payload)
         if not plan:
             return (self._no_receiver_sends or self._first_no_receiver_sends())[mode]()
-        shape = tuple(payload)
-        loop = loops.get(shape) or loop_for(shape)
         coroutine = run_concurrently(
-            self, loop, plan, sender, payload, mode == 3, self._max_concurrency
+            self, tuple(payload), plan, sender, payload, mode == 3, self._max_concurrency
         )
         # A forgotten `await` then warns "coroutine 'order_paid.gather' was never awaited".
         names = self._coroutine_names or self._name_sends()

@@ -394,7 +394,7 @@ def test_create_task_replaced_on_the_loop_object_makes_the_children() -> None:
 
         loop.create_task = counting  # type: ignore[method-assign]
         assert runner.run(sig.gather()) == [(receivers[0], "a"), (receivers[1], "b")]
-    children = [coro for coro in created if getattr(coro, "__qualname__", "") == "_child"]
+    children = [coro for coro in created if getattr(coro, "__qualname__", "") == "run_part"]
     assert len(children) == 2
 
 

@@ -171,27 +171,33 @@ def test_more_payload_shapes_than_the_cache_holds() -> None:
     assert result.stdout.strip() == "ok"
 
 
-async def test_cache_limit_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    """White-box twin of the test above: a tiny cache, restored afterwards."""
-    cache = asignals._dispatch.loops
-    saved = dict(cache)
-    cache.clear()
-    monkeypatch.setattr(asignals._dispatch, "_MAX_SHAPES", 2)
-    try:
-        sig = AsyncSignal("s")
-        seen: list[dict[str, Any]] = []
-        keep = connect_all_kinds(sig, seen)
-        for index in range(5):
-            for mode in MODES:
-                await sender_of(sig, mode)(Shop, **{f"name{index}": index})
-        assert len(cache) == 2
-        cached = cache[("name0",)]
-        assert asignals._dispatch.loop_for(("name0",)) is cached  # compiled once
-        assert seen == [{f"name{i}": i} for i in range(5) for _ in range(4 * 4)]
-        del keep
-    finally:
-        cache.clear()
-        cache.update(saved)
+async def test_cache_limit_in_process(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend_name: str
+) -> None:
+    """White-box twin of the test above: tiny caches, empty at first, restored afterwards.
+
+    gather fills `loops` on trio, and the gather children's `child_loops` on asyncio."""
+    dispatch = asignals._dispatch
+    monkeypatch.setattr(dispatch, "loops", {})
+    monkeypatch.setattr(dispatch, "child_loops", {})
+    monkeypatch.setattr(dispatch, "_MAX_SHAPES", 2)
+    sig = AsyncSignal("s")
+    seen: list[dict[str, Any]] = []
+    keep = connect_all_kinds(sig, seen)
+    for index in range(5):
+        for mode in MODES:
+            await sender_of(sig, mode)(Shop, **{f"name{index}": index})
+    assert seen == [{f"name{i}": i} for i in range(5) for _ in range(4 * 4)]
+    del keep
+    if anyio_backend_name == "trio":
+        assert len(dispatch.loops) == 2
+        assert dispatch.loop_for(("name0",)) is dispatch.loops[("name0",)]  # compiled once
+    else:
+        assert len(dispatch.child_loops) == 2
+        child = dispatch.child_loop_for(("name0",), tuple)
+        assert child is dispatch.child_loops[("name0",), tuple]  # compiled once
+        beyond = dispatch.child_loop_for(("name4",), tuple)  # the ** child, shared
+        assert beyond is dispatch.child_loop_for(("name5",), tuple) is not child
 
 
 async def test_traceback_shows_the_dispatch_loop_source() -> None:
