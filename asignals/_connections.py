@@ -122,7 +122,6 @@ class Connections:
         self._index[connection.key] = connection
         for ref in connection.weak_refs:
             self._by_ref[id(ref)] = connection
-        self._version += 1
         any_plan, sender_plans = self._plans
         entry = connection.entry
         if connection.sender_ref is None:  # a new last entry in every plan
@@ -130,11 +129,12 @@ class Connections:
                 extend(any_plan, entry),
                 {key: (ref, extend(plan, entry)) for key, (ref, plan) in sender_plans.items()},
             )
-            return
-        key = connection.sender_key
-        found = sender_plans.get(key)
-        plan = found[1] if found is not None and found[0]() is not None else any_plan
-        sender_plans[key] = (connection.sender_ref, extend(plan, entry))
+        else:
+            key = connection.sender_key
+            found = sender_plans.get(key)
+            plan = found[1] if found is not None and found[0]() is not None else any_plan
+            sender_plans[key] = (connection.sender_ref, extend(plan, entry))
+        self._version += 1  # after the plans: a reader of the new version sees them
 
     def _remove(self, connection: Connection) -> None:
         """Take out one connection, also one whose receiver or sender just died."""
@@ -143,7 +143,6 @@ class Connections:
             del self._index[connection.key]
         for ref in connection.weak_refs:
             self._by_ref.pop(id(ref), None)
-        self._version += 1
         any_plan, sender_plans = self._plans
         entry = connection.entry
         key = connection.sender_key
@@ -152,15 +151,13 @@ class Connections:
                 _without(any_plan, entry),
                 {key: (ref, _without(plan, entry)) for key, (ref, plan) in sender_plans.items()},
             )
-            return
-        found = sender_plans.get(key)
-        if found is None:
-            return
-        plan = _without(found[1], entry)  # unchanged if the id now means another sender
-        if len(plan) > len(any_plan):
-            sender_plans[key] = (found[0], plan)
-        else:  # nothing of its own left: the sender goes back to the plan for any sender
-            del sender_plans[key]
+        elif (found := sender_plans.get(key)) is not None:
+            plan = _without(found[1], entry)  # unchanged if the id now means another sender
+            if len(plan) > len(any_plan):
+                sender_plans[key] = (found[0], plan)
+            else:  # nothing of its own left: the sender goes back to the plan for any sender
+                del sender_plans[key]
+        self._version += 1  # after the plans, as in _add
 
     def _publish(self, connections: list[Connection]) -> None:
         """Rebuild everything from *connections*, in one pass.

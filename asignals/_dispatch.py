@@ -70,9 +70,10 @@ def log_failure(signal: AsyncSignal, receiver: Receiver, exc: Exception) -> Exce
 class _OneKindPlan(tuple[Entry, ...]):
     """A plan whose receivers are all of one kind.
 
-    Its parts for gather (`_parts`) are kept on it once computed: a plan never changes
-    (connecting publishes a new one), and splitting a plan of 100 receivers again on
-    every gather cost a twentieth of the gather. (Hence no ``__slots__``.)
+    An `AwaitPlan` keeps its parts for gather (`_parts`, one per receiver) once computed: a
+    plan never changes (connecting publishes a new one), and splitting a plan of 100
+    receivers again on every gather cost a twentieth of the gather. (Hence no
+    ``__slots__``.) An `InlinePlan` is one part, itself.
     """
 
     parts: list[Plan] | None = None
@@ -455,11 +456,12 @@ def _parts(plan: Plan) -> list[Plan]:
     of one each, and a run of sync receivers keeps its order. (Tasks start in connection
     order on asyncio; trio deliberately varies the start order of sibling tasks.)
     """
-    if isinstance(plan, _OneKindPlan):
+    if type(plan) is InlinePlan:  # sync receivers only: one part (not kept on the plan,
+        return [plan]  # which would then hold itself, a cycle only the collector frees)
+    if type(plan) is AwaitPlan:  # a part per coroutine receiver
         parts = plan.parts
         if parts is None:
-            # A plan of coroutine receivers is a part per receiver; of sync ones, one part.
-            parts = plan.parts = [(entry,) for entry in plan] if type(plan) is AwaitPlan else [plan]
+            parts = plan.parts = [(entry,) for entry in plan]
         return parts
     parts = []
     start = 0

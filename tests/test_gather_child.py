@@ -179,3 +179,33 @@ async def test_a_plan_splits_into_parts_once() -> None:
     sig.connect(b)
     assert await sig.gather(None) == [(a, "a"), (b, "b")]  # a new plan, its own parts
     assert len(dispatch._parts(sig._plan_to_send(None, {}))) == 2
+
+
+async def test_a_plan_of_sync_receivers_is_freed_without_the_collector_after_a_gather() -> None:
+    # A plan that kept itself as its own part would be a cycle: a disconnected strong
+    # receiver (and what it holds) would then live until the cycle collector ran.
+    class Held:
+        pass
+
+    held = Held()
+    alive = weakref.ref(held)
+
+    def holding(held: Held = held, **kwargs: Any) -> Held:
+        return held
+
+    def other(**kwargs: Any) -> int:
+        return 1
+
+    signal = AsyncSignal("sync_only")
+    signal.connect(holding, weak=False)
+    signal.connect(other, weak=False)
+    assert type(signal._plans[0]) is dispatch.InlinePlan
+    assert [response for _, response in await signal.gather(None)] == [held, 1]
+    gc.collect()
+    gc.disable()
+    try:
+        signal.disconnect(holding)
+        del holding, held
+        assert alive() is None
+    finally:
+        gc.enable()

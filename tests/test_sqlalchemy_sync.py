@@ -296,3 +296,16 @@ def test_what_a_class_wants_is_asked_again_after_each_change(
         session.commit()  # the receivers are gone again: nothing recorded
     assert [e[:2] for e in events] == [("post_save", "Order"), ("post_delete", "Order")]
     assert [payload["instance"].item for _, payload in captured] == ["pasta"]
+
+
+def test_a_second_capture_on_the_same_signal_is_seen(maker: sessionmaker[Session]) -> None:
+    # Captures share the signal's one hook and change what it observes in place, so what
+    # a class wants is never kept while a hook is installed.
+    with capture(post_save, sender=Tag):
+        with maker() as session:
+            session.add(Order(item="pizza"))
+            session.commit()  # Order: not captured
+        with capture(post_save, sender=Order) as orders, maker() as session:
+            session.add(Order(item="pasta"))
+            session.commit()
+    assert [(sender, payload["created"]) for sender, payload in orders] == [(Order, True)]
