@@ -57,8 +57,8 @@ from ._signal import AsyncSignal
 try:
     import redis.asyncio as aioredis
     import redis.exceptions as redis_errors
+    from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - the dev extra installs redis
     raise missing("asignals.redis", "redis-py", "redis", exc) from exc
 

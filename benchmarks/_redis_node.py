@@ -75,7 +75,7 @@ async def run_redis_py(
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
             if message is not None and message["type"] == "message":
                 receive(None, **json.loads(message["data"])["payload"])
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
     else:
         with contextlib.suppress(redis.exceptions.ResponseError):  # BUSYGROUP
             await client.xgroup_create(key, group, id="0", mkstream=True)
