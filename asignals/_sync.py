@@ -94,7 +94,13 @@ def _thread_runs_event_loop() -> bool:
     if asyncio._get_running_loop() is not None:
         return True
     trio = sys.modules.get("trio")  # only when something imported it: trio may be absent
-    return trio is not None and bool(trio.lowlevel.in_trio_run())
+    if trio is None:
+        return False
+    try:  # every trio release has this (in_trio_run() is newer than trio 0.25)
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:  # no trio run in this thread
+        return False
+    return True
 
 
 def _in_anyio_worker_thread() -> bool:
