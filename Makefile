@@ -1,13 +1,24 @@
-# Everything runs from a virtualenv this Makefile creates; only python3 and make are needed
-# (and apt-get, as root or through sudo, for the wrk load generator the benchmarks use).
+# Everything runs from virtualenvs this Makefile creates from the lock file (uv.lock) with
+# uv; only python3 and make are needed (and apt-get, as root or through sudo, for the
+# servers the tests start and the wrk load generator the benchmarks use).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help install wrk lint typecheck pytest pytest-newest redis-server postgres docs-build bench-smoke test \
-	test-pythons bench bench-docs docs demo clean
+# uv, pinned, installed from the package index into .tools/ the first time it is needed.
+UV_VERSION := 0.13.10
+UV := .tools/bin/uv
+# The machine's own Pythons only: uv never downloads an interpreter.
+export UV_PYTHON_DOWNLOADS := never
+# The dev and bench extras (test tools, servers and frameworks, the peer libraries the
+# benchmarks compare against), exactly as locked. Every virtualenv installs the same set.
+SYNC := $(UV) sync --locked --no-progress --extra dev --extra bench
+
+.PHONY: help install lock wrk lint typecheck pytest pytest-newest redis-server postgres \
+	docs-build bench-smoke test test-pythons test-latest test-lowest bench bench-docs docs \
+	demo clean
 
 # Other Pythons (3.12+) found under pyenv or on PATH, each checked to run: fast paths differ
 # by version (eager tasks exist only on 3.12+). Each gets a virtualenv .venv-X.Y of its own.
@@ -15,6 +26,8 @@ find_python = $(firstword $(foreach p,$(wildcard $(HOME)/.pyenv/versions/$(1).*/
   $(shell command -v python$(1) 2>/dev/null),$(if $(shell $(p) -c 'print(1)' 2>/dev/null),$(p))))
 OTHER_VERSIONS := $(foreach v,3.12 3.13 3.14,$(if $(call find_python,$(v)),$(v)))
 NEWEST := $(lastword $(OTHER_VERSIONS))
+# The interpreter behind $(PYTHON) itself (not a pyenv shim), for uv.
+PYTHON_EXE = $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 DEMO_PORT ?= 8000
 DOCS_PORT ?= 8001
 
@@ -22,6 +35,9 @@ help:
 	@echo "make test        lint, type-check, run the tests with coverage (and again on the"
 	@echo "                 newest Python found), build the docs, smoke-run the benchmarks"
 	@echo "make test-pythons  the tests on every other Python 3.12+ found (pyenv or PATH)"
+	@echo "make test-latest the checks and tests with the newest releases of every dependency,"
+	@echo "                 then the tests with the lowest versions pyproject.toml allows"
+	@echo "make lock        resolve again after a dependency change (UPGRADE=1: newest of all)"
 	@echo "make bench       run the benchmark suite (asignals against its peers, 10-15 min;"
 	@echo "                 dispatch also on every other Python 3.12+ found)"
 	@echo "                 BENCH_ARGS='--quick' or 'dispatch --loops asyncio' to narrow it"
@@ -29,24 +45,27 @@ help:
 	@echo "make demo        run the FastAPI demo shop on http://127.0.0.1:$(DEMO_PORT)"
 	@echo "make docs        serve the documentation on http://127.0.0.1:$(DOCS_PORT)"
 	@echo "                 (DEMO_PORT=... / DOCS_PORT=... to change; both can run at once)"
-	@echo "make clean       remove the virtualenvs and build output"
+	@echo "make clean       remove the virtualenvs, uv and build output"
 
-# The dev and bench extras: test tools, servers and frameworks, and the peer libraries the
-# benchmarks compare against. Every virtualenv (.venv, .venv-3.x) installs the same.
-EXTRAS := dev,bench
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+# --locked: a uv.lock that no longer matches pyproject.toml is an error, not a new resolve.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --python "$(PYTHON_EXE)"
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# After changing the dependencies in pyproject.toml: resolve again and write uv.lock (commit
+# it with the change). `make lock UPGRADE=1` moves every locked version to the newest.
+lock: | $(UV)
+	$(UV) lock $(if $(UPGRADE),--upgrade)
+
 # The virtualenv of another Python: .venv-3.13/.installed-stamp and so on.
-.venv-%/.installed-stamp: pyproject.toml
-	test -x .venv-$*/bin/python || $(call find_python,$*) -m venv .venv-$*
-	.venv-$*/bin/python -m pip install --quiet --upgrade pip
-	.venv-$*/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
+.venv-%/.installed-stamp: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=.venv-$* $(SYNC) --python "$(call find_python,$*)"
 	touch $@
 
 # wrk (Debian package) drives the ASGI benchmarks; without it that section says so.
@@ -86,7 +105,7 @@ ifeq ($(NEWEST),)
 pytest-newest:
 	@echo "no Python 3.12+ found (pyenv or PATH): the suite ran on $$($(BIN)/python --version) only"
 else
-pytest-newest: .venv-$(NEWEST)/.installed-stamp
+pytest-newest: .venv-$(NEWEST)/.installed-stamp redis-server postgres
 	@echo "== the suite on $$(.venv-$(NEWEST)/bin/python --version)"
 	.venv-$(NEWEST)/bin/pytest -q -p no:cacheprovider
 endif
@@ -103,12 +122,33 @@ bench-smoke: $(STAMP) wrk redis-server $(if $(NEWEST),.venv-$(NEWEST)/.installed
 test: lint typecheck pytest pytest-newest docs-build bench-smoke
 
 # The suite on each other supported Python this machine has, in a virtualenv of its own.
-test-pythons: $(foreach v,$(OTHER_VERSIONS),.venv-$(v)/.installed-stamp)
+test-pythons: $(foreach v,$(OTHER_VERSIONS),.venv-$(v)/.installed-stamp) redis-server postgres
 	@test -n "$(OTHER_VERSIONS)" || echo "no other Python 3.12+ found (pyenv or PATH)"
 	@set -e; for v in $(OTHER_VERSIONS); do \
 	  echo "== $$(.venv-$$v/bin/python --version)"; \
 	  .venv-$$v/bin/pytest -q -p no:cacheprovider; \
 	done
+
+# Not part of `make test`: both resolve afresh, ignoring uv.lock, so what they install (and
+# so their result) changes as dependencies release. The newest releases the ranges in
+# pyproject.toml allow, checked and tested; then the lowest ones (each direct dependency at
+# its lower bound), tested: a lower bound that is too loose fails here.
+test-latest: | $(UV) redis-server postgres
+	$(UV) venv --quiet --clear --python "$(PYTHON_EXE)" .venv-latest
+	$(UV) pip install --quiet --python .venv-latest/bin/python --upgrade -e ".[dev,bench]"
+	@echo "== newest releases: $$($(UV) pip list --python .venv-latest/bin/python 2>/dev/null \
+	  | grep -iE '^(anyio|redis|sqlalchemy|starlette|uvloop|trio|pytest-asyncio) ' | tr -s ' ' | paste -sd, -)"
+	.venv-latest/bin/mypy
+	.venv-latest/bin/pytest -q -p no:cacheprovider
+	$(MAKE) --no-print-directory test-lowest
+
+test-lowest: | $(UV) redis-server postgres
+	$(UV) venv --quiet --clear --python "$(PYTHON_EXE)" .venv-lowest
+	$(UV) pip install --quiet --python .venv-lowest/bin/python --resolution lowest-direct \
+	  -e ".[dev]"
+	@echo "== lowest versions: $$($(UV) pip list --python .venv-lowest/bin/python 2>/dev/null \
+	  | grep -iE '^(anyio|redis|sqlalchemy|starlette|uvloop|trio|pytest-asyncio) ' | tr -s ' ' | paste -sd, -)"
+	.venv-lowest/bin/pytest -q -p no:cacheprovider
 
 # Every section on this Python, the dispatch section also on every other Python found.
 bench: $(STAMP) wrk redis-server $(foreach v,$(OTHER_VERSIONS),.venv-$(v)/.installed-stamp)
@@ -130,4 +170,5 @@ demo: $(STAMP)
 	$(BIN)/uvicorn --app-dir docs/examples demo_app:app --host 127.0.0.1 --port $(DEMO_PORT)
 
 clean:
-	rm -rf $(VENV) .venv-3.* site bench-results demo-shop.db .coverage .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-* .tools site bench-results demo-shop.db .coverage .mypy_cache \
+	  .pytest_cache .ruff_cache
