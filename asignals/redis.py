@@ -21,8 +21,8 @@ inside the hook, when ``send()`` is called, so a payload JSON cannot carry raise
 with ``send_robust`` while a context variable tells the hook to leave that one send alone,
 so it is never published again.
 
-The bridge needs redis-py's asyncio client (``pip install "asignals-dispatch[redis]"``) and
-an asyncio event loop (uvloop included); trio is not supported by redis-py.
+The bridge needs redis-py's asyncio client (the ``redis`` extra) and an asyncio event loop
+(uvloop included); trio is not supported by redis-py.
 """
 
 from __future__ import annotations
