@@ -172,9 +172,9 @@ class SignalMiddleware:
 
     Example:
         ```python
-        app = Starlette(routes=routes, middleware=[
-            Middleware(SignalMiddleware, exclude_paths=["/health", re.compile(r"/metrics.*")]),
-        ])
+        skip = ["/health", re.compile(r"/metrics.*")]
+        middleware = [Middleware(SignalMiddleware, exclude_paths=skip)]
+        app = Starlette(routes=routes, middleware=middleware)
         ```
     """
 

@@ -4,12 +4,14 @@
 from asignals.redis import RedisBridge
 
 bridge = RedisBridge("redis://127.0.0.1:6379/0", prefix="shop")
-bridge.fanout(cache_invalidated)                     # every process hears it
-bridge.queue(order_created, group="mailer")          # one consumer of the group handles it
+bridge.fanout(cache_invalidated)  # every process hears it
+bridge.queue(order_created, group="mailer")  # one mailer handles each
 
 async with bridge:
-    await cache_invalidated.send("products")         # local receivers + every other process
-    await order_created.send("shop", order_id=42)    # XADD; returns once Redis has it
+    # The local receivers run, then every other process's:
+    await cache_invalidated.send("products")
+    # Returns once Redis has the message (XADD):
+    await order_created.send("shop", order_id=42)
 ```
 
 How a send reaches Redis: the bridge installs a send hook on each signal it carries (see
@@ -21,8 +23,8 @@ inside the hook, when ``send()`` is called, so a payload JSON cannot carry raise
 with ``send_robust`` while a context variable tells the hook to leave that one send alone,
 so it is never published again.
 
-The bridge needs redis-py's asyncio client (``pip install "asignals-dispatch[redis]"``) and
-an asyncio event loop (uvloop included); trio is not supported by redis-py.
+The bridge needs redis-py's asyncio client (the ``redis`` extra) and an asyncio event loop
+(uvloop included); trio is not supported by redis-py.
 """
 
 from __future__ import annotations
@@ -582,8 +584,10 @@ class RedisBridge:
 
         Example:
             ```python
-            bridge.register_type(Money, "money", lambda m: [m.cents, m.currency],
-                                 lambda data: Money(*data))
+            def encode(money):
+                return [money.cents, money.currency]
+
+            bridge.register_type(Money, "money", encode, lambda data: Money(*data))
             ```
         """
         self._codecs.register(type_, name, encode, decode)
@@ -595,7 +599,7 @@ class RedisBridge:
 
         Example:
             ```python
-            bridge.register_dataclass(Order)          # as "shop.models.Order"
+            bridge.register_dataclass(Order)  # as "shop.models.Order"
             ```
         """
         if name is None:

@@ -145,7 +145,7 @@ def muted(*signals: AsyncSignal) -> Iterator[None]:
     Example:
         ```python
         with muted(order_paid):
-            await load_fixture_orders()   # no receipts mailed
+            await load_fixture_orders()  # no receipts mailed
         ```
     """
     if not signals:

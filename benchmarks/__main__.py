@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from . import asgi, dispatch, markdown, memory, orm, pythons, report, targets
+from . import asgi, dispatch, markdown, memory, orm, plot, pythons, report, targets
 from ._model import LOOPS, LoopName, Results, Settings
 from ._progress import Progress
 from ._system import describe, load_average
@@ -233,7 +233,7 @@ def _write_outputs(args: argparse.Namespace, results: Results) -> int:
         report.write_json(results, args.json)
         print(f"JSON written to {args.json}", file=sys.stderr)
     if args.plot is not None:
-        problem = report.plot(results, args.plot, args.plot_loop)
+        problem = plot.draw(results, args.plot, args.plot_loop)
         print(problem or f"plot written to {args.plot}", file=sys.stderr)
     status = 0
     for path, write in ((args.markdown, markdown.write_page), (args.readme, markdown.write_readme)):

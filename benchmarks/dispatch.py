@@ -10,6 +10,7 @@ raw task group (``asyncio.TaskGroup``, or a trio nursery on trio) for concurrent
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from asignals import AsyncSignal
 
@@ -46,6 +47,35 @@ FLOOR = "strict floor"
 HAND_LOOP = "hand loop, **payload"
 RAW_TASK_GROUP = "raw task group"
 SEND_IN_ROBUST_BLOCK = "asignals send"
+
+
+class Compared(NamedTuple):
+    """One line of the comparison the results lead with: the table and the plot."""
+
+    label: str  # Markdown, for the table
+    legend: str  # plain text, for the plot
+    sync: str | None  # the implementation sent to sync receivers (None: it cannot)
+    coroutine: str | None  # the implementation sent to coroutine receivers
+
+
+# `send`, asignals against the strict floor and its peers: what a user choosing a library
+# compares. Each peer's label says what it leaves out. The hand loop, a labelled reference,
+# is in the table only (no legend): the plot keeps to the floor and the libraries.
+COMPARED: tuple[Compared, ...] = (
+    Compared("**strict floor** (the baseline)", "strict floor", FLOOR, FLOOR),
+    Compared("**asignals `send`**", "asignals", "asignals", "asignals"),
+    Compared(
+        "aiosignal `send` (no results, no senders, strong refs)",
+        "aiosignal",
+        None,
+        "aiosignal send",
+    ),
+    Compared("psygnal `emit` (sync only, returns nothing)", "psygnal", "psygnal emit", None),
+    Compared("blinker `send` / `send_async`", "blinker", "blinker send", "blinker send_async"),
+    Compared("Django `send` / `asend`", "Django", "django send", "django asend"),
+    Compared("async-signals `send`", "async-signals", "async-signals send", "async-signals send"),
+    Compared("hand loop with `**payload` (reference)", "", HAND_LOOP, HAND_LOOP),
+)
 
 
 def block_baseline(mode: Mode) -> str:

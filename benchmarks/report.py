@@ -1,13 +1,11 @@
-"""Output: readable tables (stdout), JSON for machines, a PNG plot for people."""
+"""Output: readable tables (stdout) and JSON for machines (the plot: :mod:`.plot`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from ._model import (
     KIND_TITLES,
@@ -28,7 +26,6 @@ from ._model import (
 )
 from ._timing import STATISTIC
 from ._wrk import BUSY_CORES
-from .dispatch import block_baseline
 
 JSON_SCHEMA = 2
 
@@ -421,7 +418,7 @@ def format_text(results: Results) -> str:
     return "\n".join(parts)
 
 
-# -- JSON and plot ------------------------------------------------------------------------
+# -- JSON ---------------------------------------------------------------------------------
 
 
 def write_json(results: Results, path: Path) -> None:
@@ -462,115 +459,3 @@ def read_json(path: Path) -> Results:
         ],
         targets=[TargetRow(**row) for row in document["targets"]],
     )
-
-
-_STYLE: dict[str, dict[str, Any]] = {
-    "asignals": {"color": "#d62728", "linewidth": 2.6, "marker": "o", "zorder": 5},
-    "asignals weak=False": {"color": "#ff9896", "linewidth": 1.2, "marker": ".", "zorder": 4},
-    "asignals send": {"color": "#ff9896", "linewidth": 1.0, "linestyle": ":", "zorder": 4},
-    "strict floor": {"color": "black", "linewidth": 1.6, "linestyle": "--", "marker": "s"},
-    "hand loop, **payload": {"color": "#555555", "linewidth": 1.0, "linestyle": ":"},
-    "raw task group": {"color": "black", "linewidth": 1.6, "linestyle": "-.", "marker": "^"},
-    "asyncio.gather": {"color": "#777777", "linewidth": 1.0, "linestyle": "-."},
-}
-_PEER_COLORS = {
-    "django": "#1f77b4",
-    "blinker": "#2ca02c",
-    "aiosignal": "#9467bd",
-    "async-signals": "#ff7f0e",
-    "psygnal": "#8c564b",
-}
-
-
-def _style(name: str) -> dict[str, Any]:
-    """One color per library; its sync entry points dashed."""
-    if name in _STYLE:
-        return dict(_STYLE[name])
-    library, _, method = name.partition(" ")
-    synchronous = method in ("send", "send_robust", "emit") and library != "aiosignal"
-    if library == "async-signals":
-        synchronous = False
-    return {
-        "color": _PEER_COLORS.get(library, "#17becf"),
-        "linewidth": 1.1,
-        "marker": "." if not synchronous else "x",
-        "linestyle": "--" if synchronous else "-",
-    }
-
-
-def plot(results: Results, path: Path, loop: LoopName | None = None) -> str | None:
-    """Draw ns per send against N for one loop, a panel per mode and kind.
-
-    Returns why no plot was written, or ``None`` once it was.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "--plot needs matplotlib (pip install -e '.[bench]'); no plot written"
-    rows = [row for row in results.dispatch if row.ns is not None]
-    loops = [row.loop for row in rows]
-    if not rows:
-        return "--plot: no dispatch results to plot (run the dispatch section)"
-    chosen: LoopName = loop if loop in loops else ("asyncio" if "asyncio" in loops else loops[0])
-    counts = results.settings.receiver_counts
-    figure, axes = plt.subplots(
-        len(KINDS), len(MODES), figsize=(15, 9.5), sharex=True, squeeze=False
-    )
-    handles: dict[str, Any] = {}  # label -> matplotlib Line2D
-    for i, kind in enumerate(KINDS):
-        for j, mode in enumerate(MODES):
-            axis = axes[i][j]
-            panel = [r for r in rows if (r.loop, r.mode, r.kind) == (chosen, mode, kind)]
-            names: list[str] = []
-            for row in panel:
-                if row.impl not in names:
-                    names.append(row.impl)
-            for name in names:
-                points = sorted((counts.index(r.n), r.ns or 0.0) for r in panel if r.impl == name)
-                style = _style(name)
-                (line,) = axis.plot(
-                    [x for x, _ in points],
-                    [y / 1000 for _, y in points],
-                    label=name,
-                    **style,
-                )
-                handles.setdefault(name, line)
-            axis.set_yscale("log")
-            axis.set_xticks(range(len(counts)), [str(n) for n in counts])
-            axis.grid(True, which="major", alpha=0.3)
-            axis.set_title(f"{mode} · {kind}", fontsize=10)
-            if j == 0:
-                axis.set_ylabel("µs per send (log)")
-            if i == len(KINDS) - 1:
-                axis.set_xlabel("receivers (N)")
-            baseline = block_baseline(mode)
-            axis.text(
-                0.02, 0.96, f"baseline: {baseline}", transform=axis.transAxes,
-                fontsize=7, va="top", color="#444444",
-            )  # fmt: skip
-    system = results.system
-    figure.suptitle(
-        f"asignals dispatch, {chosen} — {system['python']}, {system['cpu']}, "
-        f"{system['date'][:10]} ({STATISTIC} of {results.settings.repeats} repeats)",
-        fontsize=12,
-    )
-    figure.legend(
-        list(handles.values()), list(handles), loc="lower center", ncol=6, fontsize=8,
-        frameon=False,
-    )  # fmt: skip
-    figure.tight_layout(rect=(0, 0.06, 1, 0.96))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=72)
-    plt.close(figure)
-    # A line plot needs few colors: a 256-color palette keeps the PNG small enough to
-    # commit next to the docs. Pillow comes with matplotlib.
-    from PIL import Image
-
-    buffer.seek(0)
-    with Image.open(buffer) as image:
-        image.convert("RGB").quantize(colors=256).save(path, format="PNG", optimize=True)
-    return None

@@ -1,15 +1,16 @@
-"""The benchmark suite's judging and writing: targets, the Markdown it writes into the docs.
+"""The benchmark suite's judging and writing: targets, the Markdown and the plot for the docs.
 
 No timing here: the rows are made up, so that each test knows which verdict is right.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from benchmarks import markdown, targets
+from benchmarks import markdown, plot, targets
 from benchmarks.__main__ import parser as cli_parser
 from benchmarks.__main__ import settings_from
 from benchmarks._model import (
@@ -22,7 +23,7 @@ from benchmarks._model import (
     Role,
     TargetRow,
 )
-from benchmarks.dispatch import FLOOR, RAW_TASK_GROUP
+from benchmarks.dispatch import FLOOR, HAND_LOOP, RAW_TASK_GROUP
 from benchmarks.pythons import command, version_of
 
 
@@ -107,23 +108,90 @@ def test_asgi_targets_use_the_overhead_against_the_floor_middleware() -> None:
     assert (none.passed, none.value) == (False, "0.30 µs")
 
 
-def test_results_are_written_between_the_markers_only(tmp_path: Path) -> None:
+def _page(tmp_path: Path) -> Path:
     page = tmp_path / "performance.md"
-    begin, end = markdown.PAGE_MARKERS
-    page.write_text(f"# Performance\n\nby hand\n\n{begin}\nold figures\n{end}\n\nafter\n")
-    results = _results()
-    results.dispatch = [
+    results, details = markdown.PAGE_MARKERS, markdown.DETAILS_MARKERS
+    page.write_text(
+        f"# Performance\n\nby hand\n\n{results[0]}\nold figures\n{results[1]}\n\n"
+        f"## How it measures\n\n{details[0]}\nold tables\n{details[1]}\n\nafter\n"
+    )
+    return page
+
+
+def _send_rows() -> list[DispatchRow]:
+    return [
         _row("send", "sync", 1, FLOOR, 140.0, 140.0),
         _row("send", "sync", 1, "asignals", 420.0, 140.0),
+        _row("send", "sync", 1, "blinker send", 980.0, 140.0),
     ]
+
+
+def test_results_are_written_between_the_markers_only(tmp_path: Path) -> None:
+    page = _page(tmp_path)
+    results = _results()
+    results.dispatch = _send_rows()
+    markdown.write_page(results, page)
+    text = page.read_text()
+    assert text.startswith("# Performance\n\nby hand\n\n" + markdown.PAGE_MARKERS[0])
+    assert "\n\n## How it measures\n\n" + markdown.DETAILS_MARKERS[0] in text
+    assert text.endswith(markdown.DETAILS_MARKERS[1] + "\n\nafter\n")
+    assert "old figures" not in text
+    assert "old tables" not in text
+    assert "420\u00a0ns\u00a0(3.00x)" in text
+    assert "Lower is better" in text
+
+
+def test_the_page_leads_with_the_comparison_and_keeps_bookkeeping_out(tmp_path: Path) -> None:
+    page = _page(tmp_path)
+    results = _results()
+    results.dispatch = _send_rows()
     results.targets = targets.evaluate(results)
     markdown.write_page(results, page)
     text = page.read_text()
-    assert text.startswith("# Performance\n\nby hand\n\n" + begin)
-    assert text.endswith(end + "\n\nafter\n")
-    assert "old figures" not in text
-    assert "420\u00a0ns\u00a0(3.00x)" in text
-    assert "Lower is better" in text
+    first = text.split(markdown.PAGE_MARKERS[1])[0]
+    assert first.index("| library | sync, N=1 |") < first.index("](img/bench-dispatch.png)")
+    assert "## Every figure" in text.split(markdown.DETAILS_MARKERS[0])[1]
+    bookkeeping = re.findall(r"\b(?:targets?|issue|pass|miss)\b", text, flags=re.IGNORECASE)
+    assert not bookkeeping
+
+
+def test_a_page_without_the_details_markers_fails_and_changes_nothing(tmp_path: Path) -> None:
+    page = tmp_path / "performance.md"
+    begin, end = markdown.PAGE_MARKERS
+    page.write_text(f"# Performance\n\n{begin}\nold figures\n{end}\n")
+    with pytest.raises(ValueError, match="markers"):
+        markdown.write_page(_results(), page)
+    assert page.read_text() == f"# Performance\n\n{begin}\nold figures\n{end}\n"
+
+
+def test_the_plot_has_two_panels_and_one_legend_entry_per_library() -> None:
+    pytest.importorskip("matplotlib")
+    results = _results()
+    results.dispatch = [
+        *_send_rows(),
+        _row("send", "async", 1, FLOOR, 200.0, 200.0),
+        _row("send", "async", 1, "asignals", 500.0, 200.0),
+        _row("send", "async", 1, "blinker send_async", 1_000.0, 200.0),
+        _row("send", "sync", 100, HAND_LOOP, 2_000.0, 1_000.0),  # a reference: not plotted
+        _row("gather", "async", 1, RAW_TASK_GROUP, 9_000.0, 9_000.0),  # not a send
+    ]
+    figure = plot.figure(results)
+    try:
+        assert len(figure.axes) == 2
+        legend = [text.get_text() for text in figure.legends[0].get_texts()]
+        assert legend == ["strict floor", "asignals", "blinker"]
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+
+def test_no_plot_is_drawn_without_send_results(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    problem = plot.draw(_results(), tmp_path / "plot.png")
+    assert problem is not None
+    assert "no dispatch results" in problem
+    assert not (tmp_path / "plot.png").exists()
 
 
 def test_writing_into_a_file_without_markers_fails_and_changes_nothing(tmp_path: Path) -> None:

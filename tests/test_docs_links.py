@@ -29,3 +29,16 @@ def test_where_next_links_every_guide(page: str, heading: str) -> None:
     linked = set(re.findall(r"\]\((guides/[\w./-]+\.md)[)#]", section))
     missing = [guide for guide in guides_in_nav() if guide not in linked]
     assert not missing, f"docs/{page} '{heading}' does not link {missing}"
+
+
+def test_install_commands_live_on_the_install_page_only() -> None:
+    # Until the release, `pip install asignals-dispatch` fails: the other pages link the
+    # Install page, which says how to install from a checkout or a wheel, instead.
+    pages = [*DOCS.rglob("*.md"), DOCS.parent / "README.md"]
+    pages = [page for page in pages if page.name not in ("install.md", "changelog.md")]
+    command = re.compile(r"pip install \"?asignals-dispatch")
+    repeating = [
+        str(page.relative_to(DOCS.parent)) for page in pages if command.search(page.read_text())
+    ]
+    assert not repeating, f"{repeating} repeat the install command: link install.md instead"
+    assert "install.md" in MKDOCS.read_text()

@@ -75,9 +75,8 @@ kitchen_tickets: list[str] = []
 @receiver(pre_save, sender=Order)
 def fill_slug(sender: type[Order], instance: Order, **kwargs: Any) -> None:
     """In the flush, before the INSERT or UPDATE: what is set here is saved."""
-    instance.slug = re.sub(
-        r"[^a-z0-9]+", "-", f"{instance.quantity} {instance.item}".lower()
-    )
+    text = f"{instance.quantity} {instance.item}".lower()
+    instance.slug = re.sub(r"[^a-z0-9]+", "-", text)
 
 
 @receiver(post_save, sender=Order)
@@ -112,13 +111,8 @@ def log_timing(
     **kwargs: Any,
 ) -> None:
     stats["requests"] += 1
-    log.info(
-        "%s %s -> %s in %.1f ms",
-        scope["method"],
-        scope["path"],
-        status_code,
-        duration * 1e3,
-    )
+    method, path, ms = scope["method"], scope["path"], duration * 1000
+    log.info("%s %s -> %s in %.1f ms", method, path, status_code, ms)
 
 
 # -- the web app --------------------------------------------------------------
@@ -132,9 +126,8 @@ class NewOrder(BaseModel):
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    engine = create_async_engine(
-        os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-    )
+    url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    engine = create_async_engine(url)
     async with engine.begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
     # expire_on_commit=False lets the endpoint read the order after the commit
@@ -174,9 +167,8 @@ async def create_order(new: NewOrder, db: Db) -> dict[str, Any]:
         raise HTTPException(status_code=422, detail="we do not sell anchovies")
     order = Order(item=new.item, quantity=new.quantity)
     db.add(order)
-    await (
-        db.commit()
-    )  # pre_save ran in the flush; post_save receivers have run by now
+    # pre_save runs in the flush; post_save receivers have run when it returns.
+    await db.commit()
     return {"order": as_dict(order), "kitchen_tickets": len(kitchen_tickets)}
 
 

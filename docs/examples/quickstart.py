@@ -3,9 +3,7 @@ from typing import Any
 
 from asignals import AsyncSignal, receiver
 
-order_paid = AsyncSignal(
-    "order_paid", doc="Sent once an order is paid. Payload: order."
-)
+order_paid = AsyncSignal("order_paid", doc="An order was paid. Payload: order.")
 
 
 class Shop:

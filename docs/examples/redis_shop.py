@@ -39,9 +39,7 @@ from asignals.redis import RedisBridge, current_delivery
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-prices_changed = AsyncSignal(
-    "prices_changed", doc="Payload: item, price (a Decimal)."
-)
+prices_changed = AsyncSignal("prices_changed", doc="Payload: item, price.")
 order_placed = AsyncSignal("order_placed", doc="Payload: order_id, item.")
 
 
@@ -49,14 +47,13 @@ IS_MAILER = __name__ == "__main__" and sys.argv[1:] == ["mailer"]
 
 # One bridge per process, with the same registrations everywhere; only the
 # mailer consumes orders (a process that names no group only produces).
-bridge = RedisBridge(
-    REDIS_URL, prefix="shop", secret=os.environ.get("SHOP_SECRET")
-)
+SECRET = os.environ.get("SHOP_SECRET")
+bridge = RedisBridge(REDIS_URL, prefix="shop", secret=SECRET)
 bridge.fanout(prices_changed)
 if IS_MAILER:
-    bridge.queue(
-        order_placed, group="mailer", claim_after=30.0, max_deliveries=5
-    )
+    # A message left unacknowledged for 30 s is retried; after 5 deliveries
+    # without success it moves to the dead letters.
+    bridge.queue(order_placed, group="mailer", claim_after=30, max_deliveries=5)
 else:
     bridge.queue(order_placed)
 
@@ -76,45 +73,38 @@ def update_cache(
 
 async def set_price(request: Request) -> JSONResponse:
     body = await request.json()
-    await prices_changed.send(
-        "shop", item=body["item"], price=decimal.Decimal(body["price"])
-    )
+    price = decimal.Decimal(body["price"])
+    await prices_changed.send("shop", item=body["item"], price=price)
     return JSONResponse({"ok": True, "worker": os.getpid()})
 
 
 async def get_price(request: Request) -> JSONResponse:
     price = prices.get(request.path_params["item"])
-    return JSONResponse(
-        {"price": None if price is None else str(price), "worker": os.getpid()}
-    )
+    text = None if price is None else str(price)
+    return JSONResponse({"price": text, "worker": os.getpid()})
 
 
 async def place_order(request: Request) -> JSONResponse:
-    body = await request.json()
+    item = (await request.json())["item"]
     order_id = int.from_bytes(os.urandom(4), "big")
     try:
-        ((_, stream_id),) = await order_placed.send(
-            "shop", order_id=order_id, item=body["item"]
-        )
+        results = await order_placed.send("shop", order_id=order_id, item=item)
     except ConnectionError:  # Redis did not take it within send_timeout: say so
         return JSONResponse({"error": "try again shortly"}, status_code=503)
-    return JSONResponse(
-        {"order_id": order_id, "queued_as": stream_id}, status_code=202
-    )
+    ((_, stream_id),) = results  # the bridge's response: the stream entry id
+    queued = {"order_id": order_id, "queued_as": stream_id}
+    return JSONResponse(queued, status_code=202)
 
 
 async def ready(request: Request) -> JSONResponse:
-    return JSONResponse(
-        {"redis": bridge.connected, "worker": os.getpid()},
-        status_code=200 if bridge.connected else 503,
-    )
+    body = {"redis": bridge.connected, "worker": os.getpid()}
+    return JSONResponse(body, status_code=200 if bridge.connected else 503)
 
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    async with (
-        bridge
-    ):  # starts the listeners with the app, stops them at shutdown
+    # Starts the bridge's listeners with the app, stops them at shutdown.
+    async with bridge:
         yield
 
 
@@ -138,9 +128,8 @@ async def send_receipt(
     delivery = current_delivery()
     attempt = delivery.delivery_count if delivery is not None else 1
     # A real mailer would check `delivery.id` against the receipts it sent.
-    print(
-        f"receipt for order {order_id} ({item}), attempt {attempt}", flush=True
-    )
+    receipt = f"receipt for order {order_id} ({item}), attempt {attempt}"
+    print(receipt, flush=True)
 
 
 async def run_mailer() -> None:

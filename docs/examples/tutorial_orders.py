@@ -4,9 +4,7 @@ from typing import Any
 
 from asignals import AsyncSignal, receiver
 
-order_created = AsyncSignal(
-    "order_created", doc="Sent after an order is created. Payload: order."
-)
+order_created = AsyncSignal("order_created", doc="Payload: order.")
 
 
 @dataclass
@@ -16,31 +14,23 @@ class Order:
     total: float
 
 
+def show(label: str, results: list[tuple[Any, Any]]) -> None:
+    print(label, [(func.__name__, response) for func, response in results])
+
+
 class Shop:
-    async def create_order(
-        self, order_id: int, email: str, total: float
-    ) -> Order:
-        order = Order(order_id, email, total)
+    async def create_order(self, order: Order) -> None:
+        # Store the order here, then tell whoever is interested.
         results = await order_created.send(Shop, order=order)
-        print(
-            "Shop:", [(func.__name__, response) for func, response in results]
-        )
-        return order
+        show("Shop:", results)
 
 
 class Marketplace:
     """Another part of the application that creates orders."""
 
-    async def import_order(
-        self, order_id: int, email: str, total: float
-    ) -> Order:
-        order = Order(order_id, email, total)
+    async def import_order(self, order: Order) -> None:
         results = await order_created.send(Marketplace, order=order)
-        print(
-            "Marketplace:",
-            [(func.__name__, response) for func, response in results],
-        )
-        return order
+        show("Marketplace:", results)
 
 
 outbox: list[tuple[str, str]] = []
@@ -70,8 +60,8 @@ order_created.connect(count_order)
 
 
 async def main() -> None:
-    await Shop().create_order(1, "ann@example.com", 30.0)
-    await Marketplace().import_order(2, "bob@example.com", 12.5)
+    await Shop().create_order(Order(1, "ann@example.com", 30.0))
+    await Marketplace().import_order(Order(2, "bob@example.com", 12.5))
     print(outbox)
     print(stats)
 

@@ -6,15 +6,14 @@ from asignals import AsyncSignal, receiver
 
 logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
 
-pizza_done = AsyncSignal(
-    "pizza_done", doc="Sent when a pizza is ready. Payload: toppings, size."
-)
+pizza_done = AsyncSignal("pizza_done", doc="Payload: toppings, size.")
+
+# What every send returns: one (receiver, response) pair per receiver called.
+Results = list[tuple[Any, Any]]
 
 
 class PizzaStore:
-    async def send_pizza(
-        self, toppings: list[str], size: str
-    ) -> list[tuple[Any, Any]]:
+    async def send_pizza(self, toppings: list[str], size: str) -> Results:
         return await pizza_done.send(PizzaStore, toppings=toppings, size=size)
 
 
@@ -33,7 +32,7 @@ async def call_courier(sender: Any, size: str, **kwargs: Any) -> str:
     return "courier on the way"
 
 
-def show(results: list[tuple[Any, Any]]) -> None:
+def show(results: Results) -> None:
     print([(func.__name__, response) for func, response in results])
 
 
@@ -41,16 +40,13 @@ async def main() -> None:
     store = PizzaStore()
     show(await store.send_pizza(["mushrooms", "olives"], "large"))
 
+    family = {"toppings": ["ham"], "size": "family"}
     try:
-        await store.send_pizza(["ham"], "family")
+        await pizza_done.send(PizzaStore, **family)
     except RuntimeError as exc:
         print("send() raised:", exc)
 
-    show(
-        await pizza_done.send_robust(
-            PizzaStore, toppings=["ham"], size="family"
-        )
-    )
+    show(await pizza_done.send_robust(PizzaStore, **family))
     show(await pizza_done.gather(PizzaStore, toppings=["basil"], size="small"))
 
 

@@ -4,9 +4,7 @@ from typing import Any
 
 from asignals import AsyncSignal, receiver
 
-user_saved = AsyncSignal(
-    "user_saved", doc="Sent after a user is saved. Payload: user, created."
-)
+user_saved = AsyncSignal("user_saved", doc="Payload: user, created.")
 
 
 @dataclass
