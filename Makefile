@@ -129,10 +129,9 @@ test-pythons: $(foreach v,$(OTHER_VERSIONS),.venv-$(v)/.installed-stamp) redis-s
 	  .venv-$$v/bin/pytest -q -p no:cacheprovider; \
 	done
 
-# Not part of `make test`: both resolve afresh, ignoring uv.lock, so what they install (and
-# so their result) changes as dependencies release. The newest releases the ranges in
-# pyproject.toml allow, checked and tested; then the lowest ones (each direct dependency at
-# its lower bound), tested: a lower bound that is too loose fails here.
+# Not part of `make test`: both resolve afresh, so what they install (and so their result)
+# changes as dependencies release. The newest releases the ranges in pyproject.toml allow,
+# checked and tested; then the lowest ones, tested: a lower bound that is too loose fails.
 test-latest: | $(UV) redis-server postgres
 	$(UV) venv --quiet --clear --python "$(PYTHON_EXE)" .venv-latest
 	$(UV) pip install --quiet --python .venv-latest/bin/python --upgrade -e ".[dev,bench]"
@@ -142,13 +141,20 @@ test-latest: | $(UV) redis-server postgres
 	.venv-latest/bin/pytest -q -p no:cacheprovider
 	$(MAKE) --no-print-directory test-lowest
 
+# The library's own dependencies, its extras' included, at the bottom of their ranges; the
+# test tools as locked (their ranges are ours, not our users').
+LIBRARY_DEPS := anyio typing-extensions uvloop trio redis sqlalchemy aiosqlite asyncpg
+# An older anyio's pytest plugin imports a name the locked pytest deprecates.
+LOWEST_PYTEST_ARGS := -W "ignore::pytest.PytestRemovedIn10Warning"
 test-lowest: | $(UV) redis-server postgres
 	$(UV) venv --quiet --clear --python "$(PYTHON_EXE)" .venv-lowest
+	$(UV) export --quiet --locked --no-hashes --no-emit-project --extra dev --extra bench \
+	  $(foreach p,$(LIBRARY_DEPS),--no-emit-package $(p)) -o .venv-lowest/tools.txt
 	$(UV) pip install --quiet --python .venv-lowest/bin/python --resolution lowest-direct \
-	  -e ".[dev]"
+	  -r .venv-lowest/tools.txt -e ".[uvloop,trio,redis,sqlalchemy]"
 	@echo "== lowest versions: $$($(UV) pip list --python .venv-lowest/bin/python 2>/dev/null \
-	  | grep -iE '^(anyio|redis|sqlalchemy|starlette|uvloop|trio|pytest-asyncio) ' | tr -s ' ' | paste -sd, -)"
-	.venv-lowest/bin/pytest -q -p no:cacheprovider
+	  | grep -iE '^($(subst $(eval) ,|,$(LIBRARY_DEPS))) ' | tr -s ' ' | paste -sd, -)"
+	.venv-lowest/bin/pytest -q -p no:cacheprovider $(LOWEST_PYTEST_ARGS)
 
 # Every section on this Python, the dispatch section also on every other Python found.
 bench: $(STAMP) wrk redis-server $(foreach v,$(OTHER_VERSIONS),.venv-$(v)/.installed-stamp)
