@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from asyncio import _get_running_loop
 from collections.abc import Callable, Coroutine, Hashable, Iterable
 from types import FunctionType
 from typing import Any, Generic, Protocol, TypeVar, cast, overload
@@ -135,9 +136,7 @@ class AsyncSignal(Connections, Generic[P]):
         ``cached_property`` there cost a tenth of a one-receiver send.
         """
         label = self.label
-        names = tuple(
-            f"{label}.{mode}" for mode in ("send", "send_robust", "gather", "gather_robust")
-        )
+        names = tuple(f"{label}.{mode}" for mode in _MODES)
         no_receiver_sends = []
         for name in names:
             # A coroutine takes its name from its function: copies of _no_receivers named
@@ -310,9 +309,12 @@ class AsyncSignal(Connections, Generic[P]):
         ``receiver(signal=self, sender=sender, **payload)``.
 
         Raises:
+            RuntimeError: When called in a thread that runs no event loop (asyncio, uvloop
+                or trio): sync code calling ``send(...)`` as in Django, where nothing
+                would await the send and no receiver would run. Call `send_sync` there.
             TypeError: When called (before the await): a positional payload item, a payload
                 item named ``signal``, or the sender given both positionally and by name.
-                The same holds for every other send method.
+                Every other awaitable send method raises both errors the same way.
 
         Example:
             ```python
@@ -321,6 +323,10 @@ class AsyncSignal(Connections, Generic[P]):
         """
         # The send prologue, written out here and in send_robust (a call to a shared one
         # cost a tenth of a one-receiver send); _plan_to_send() is the same, readable.
+        # First: is an event loop running in this thread to await what this returns? On
+        # asyncio and uvloop one C call answers; trio is asked only when it says no.
+        if _get_running_loop() is None and not _sync._thread_runs_event_loop():
+            raise _sync.no_event_loop(self, "send")
         if args or "sender" in payload or "signal" in payload:
             sender = self._fix_send_arguments((sender, *args), payload)
         any_plan, sender_plans = self._plans
@@ -350,6 +356,8 @@ class AsyncSignal(Connections, Generic[P]):
                     ...
             ```
         """
+        if _get_running_loop() is None and not _sync._thread_runs_event_loop():
+            raise _sync.no_event_loop(self, "send_robust")
         if args or "sender" in payload or "signal" in payload:
             sender = self._fix_send_arguments((sender, *args), payload)
         any_plan, sender_plans = self._plans
@@ -438,6 +446,8 @@ class AsyncSignal(Connections, Generic[P]):
     ) -> Coroutine[Any, Any, Responses]:
         """The prologue of gather (*mode* 2) and gather_robust (3): check the arguments,
         find the plan, start the receivers' tasks."""
+        if _get_running_loop() is None and not _sync._thread_runs_event_loop():
+            raise _sync.no_event_loop(self, _MODES[mode])
         if len(args) == 1 and "sender" not in payload and "signal" not in payload:
             sender = args[0]
         else:
@@ -563,6 +573,10 @@ class AsyncSignal(Connections, Generic[P]):
 
 async def _no_receivers() -> Responses:
     return []
+
+
+_MODES = ("send", "send_robust", "gather", "gather_robust")
+"""The four awaitable send methods, in the order of the signal's coroutine names."""
 
 
 _SendLoops = tuple[int, type, tuple[Loop, Loop]]
