@@ -495,7 +495,17 @@ class AsyncSignal(Connections, Generic[P]):
             )
         if self._misses < _MAX_MISSES and named[0].__code__ is not any_payload_loop.__code__:
             self._last_loops = (len(shape), kind, named)
+        # This send has taken its plan: the weakly held receivers connected so far count as
+        # sent to. After the loops are remembered, so that no send can take the shortcut
+        # with a receiver still listed (see Connections._unsent and _close_shortcut).
+        if self._unsent:
+            self._sending()
         return named
+
+    def _close_shortcut(self) -> None:
+        """A weakly held receiver is about to be published: the next send chooses its
+        loops again (`_choose_loops`), and so notes that it was handed a plan."""
+        self._last_loops = _NO_LOOPS
 
     def _forget_loops(self) -> None:
         """A send's payload had other names than the loops it was given: choose again."""
@@ -503,11 +513,14 @@ class AsyncSignal(Connections, Generic[P]):
         self._misses += 1
 
     def _plan_to_send(self, sender: Any, payload: dict[str, Any]) -> Plan:
-        """The plan a send from *sender* runs (the testing hook may replace it)."""
+        """The plan a send from *sender* runs (the testing hook may replace it); the send
+        that asks is about to run it (see `Connections._sending`)."""
         any_plan, sender_plans = self._plans
         plan = self._plan_for(sender) if sender_plans else any_plan
         if self._hook is not None:
             plan = self._hook(sender, payload, plan)
+        if plan and self._unsent:
+            self._sending()
         return plan
 
     def _fix_send_arguments(self, args: tuple[Any, ...], named: dict[str, Any]) -> Any:

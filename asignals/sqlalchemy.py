@@ -827,6 +827,7 @@ def _deliver(frame: Frame) -> None:
             shape = tuple(payload)
             loop = _loops.get(shape) or loop_for(shape)
             prepared[(signal, sender)] = (signal._plan_for(sender), loop)
+            signal._sending()  # the plans are taken (Connections._unsent)
     inline = {key: all(call is _SYNC for _, call in plan) for key, (plan, _) in prepared.items()}
     failed: list[tuple[Send, Exception]] = []
     try:
