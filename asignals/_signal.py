@@ -519,7 +519,7 @@ class AsyncSignal(Connections, Generic[P]):
         plan = self._plan_for(sender) if sender_plans else any_plan
         if self._hook is not None:
             plan = self._hook(sender, payload, plan)
-        if plan and self._unsent:
+        if self._unsent and plan:  # (seldom listed: asked first)
             self._sending()
         return plan
 
