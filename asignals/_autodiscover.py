@@ -23,7 +23,9 @@ def autodiscover(*packages: str | ModuleType, module: str = "signals") -> list[M
     Raises:
         ModuleNotFoundError: A named package does not exist.
         TypeError: An argument is neither a name nor a module.
-        ValueError: *module* is not a plain module name, or a named module is not a package.
+        ValueError: *module* is not a plain module name, or is ``"__init__"`` (which
+            would run each package's ``__init__.py`` again, as another module); or a named
+            module is not a package.
 
     Example:
         ```python

@@ -14,12 +14,17 @@ given sender runs. The invariants live here, apart from the public API:
 * every update is incremental (an append, or one entry taken out), found through the
   indexes, so a connection per object stays cheap at tens of thousands.
 
+It also keeps the weakly held receivers that no send has been handed yet (``_unsent``), so
+that one garbage-collected before it ever ran is reported instead of vanishing silently.
+
 `AsyncSignal` inherits this class, so the send path reads ``self._plans`` directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Hashable
@@ -33,12 +38,15 @@ from ._receivers import (
     Receiver,
     Ref,
     SenderKey,
+    describe,
     is_value_sender,
     lookup_key,
     same_target,
     sender_key,
     strong_ref,
 )
+
+logger = logging.getLogger("asignals")
 
 Plans = tuple[Plan, dict[SenderKey, tuple[Ref, Plan]]]
 """The plan for any sender, and the plans of the senders that have their own connections,
@@ -60,6 +68,22 @@ class Connections:
         # of what they answer, such as asignals.sqlalchemy's per model class, compares it.
         self._version = 0
         self._on_death = _death_callback(self)
+        # Weakly held receivers connected since the last send took a plan, with their
+        # descriptions (taken at connect time: the receiver is gone by the time its death is
+        # noticed). One that dies while still listed was never handed to a send, so it never
+        # ran: a lambda, a closure or a bound method of a temporary that only the signal
+        # referenced, weakly. Such a death is logged (once per description: `_warned`).
+        #
+        # Why this costs a send nothing: no send writes anything per receiver, nor per send.
+        # A send empties the list only on its slow path (`_sending`), and connecting a weak
+        # receiver sends the next send down that path (`_close_shortcut`, before the plans
+        # holding it are published); other dispatch paths (gather, send_sync, the
+        # integrations) take their plan through `_plan_to_send` or call `_sending` themselves.
+        # Any send empties the whole list, whatever its sender: a receiver connected for
+        # another sender then counts as sent to. That errs towards silence, never towards a
+        # warning about a receiver that ran.
+        self._unsent: dict[Connection, str] = {}
+        self._warned: set[str] = set()
 
     def _connect(
         self, receiver: Receiver, ref: Ref, sender: Any, dispatch_uid: Hashable | None, call: Call
@@ -67,10 +91,14 @@ class Connections:
         """Add a connection, unless the same one (or the same *dispatch_uid*) is there."""
         sender_ref = None if sender is None else _sender_ref(sender, self._on_death)
         key = lookup_key(receiver, sender, dispatch_uid)
+        # Outside the lock: describe() may run the receiver's own __repr__.
+        description = describe(receiver) if isinstance(ref, weakref.ref) else None
         with self._lock:
-            self._prune_if_pending()
+            never_called = self._prune_if_pending()
             if self._find(key, receiver, sender, dispatch_uid) is None:
-                self._add(Connection(ref, sender_ref, dispatch_uid, call, key))
+                self._add(Connection(ref, sender_ref, dispatch_uid, call, key), description)
+        if never_called:
+            self._warn_never_called(never_called)
 
     def _disconnect(
         self, receiver: Receiver | None, sender: Any, dispatch_uid: Hashable | None
@@ -78,12 +106,22 @@ class Connections:
         """Take out one connection; return whether there was one."""
         key = lookup_key(receiver, sender, dispatch_uid)
         with self._lock:
-            self._prune_if_pending()
+            never_called = self._prune_if_pending()
             found = self._find(key, receiver, sender, dispatch_uid)
-            if found is None:
-                return False
-            self._remove(found)
-        return True
+            if found is not None:
+                self._remove(found)
+        if never_called:
+            self._warn_never_called(never_called)
+        return found is not None
+
+    def _sending(self) -> None:
+        """A send has taken its plan: every receiver connected so far counts as sent to."""
+        if self._unsent:
+            self._unsent.clear()
+
+    def _close_shortcut(self) -> None:
+        """Make the next send take its slow path, which calls `_sending` (`AsyncSignal`
+        forgets the loops it remembered); the table alone has no shortcut to close."""
 
     def _is_connected(self, receiver: Receiver, sender: Any) -> bool:
         """Whether *receiver* is connected for *sender*, with or without a dispatch_uid."""
@@ -117,7 +155,10 @@ class Connections:
             return found
         return None
 
-    def _add(self, connection: Connection) -> None:
+    def _add(self, connection: Connection, description: str | None = None) -> None:
+        if description is not None:  # a weakly held receiver: listed before it is published
+            self._unsent[connection] = description
+            self._close_shortcut()
         self._connections.append(connection)
         self._index[connection.key] = connection
         for ref in connection.weak_refs:
@@ -136,8 +177,10 @@ class Connections:
             sender_plans[key] = (connection.sender_ref, extend(plan, entry))
         self._version += 1  # after the plans: a reader of the new version sees them
 
-    def _remove(self, connection: Connection) -> None:
-        """Take out one connection, also one whose receiver or sender just died."""
+    def _remove(self, connection: Connection) -> str | None:
+        """Take out one connection, also one whose receiver or sender just died; return the
+        receiver's description if no send was handed it yet (see ``_unsent``)."""
+        description = self._unsent.pop(connection, None)
         self._connections.remove(connection)
         if self._index.get(connection.key) is connection:
             del self._index[connection.key]
@@ -158,6 +201,7 @@ class Connections:
             else:  # nothing of its own left: the sender goes back to the plan for any sender
                 del sender_plans[key]
         self._version += 1  # after the plans, as in _add
+        return description
 
     def _publish(self, connections: list[Connection]) -> None:
         """Rebuild everything from *connections*, in one pass.
@@ -187,11 +231,14 @@ class Connections:
 
     def _forget(self, dead: Ref) -> None:
         """A weak reference of one connection died: take that connection out."""
+        never_called = None
         if self._lock.acquire(blocking=False):
             try:
                 connection = self._by_ref.get(id(dead))
                 if connection is not None and any(ref is dead for ref in connection.weak_refs):
-                    self._remove(connection)
+                    description = self._remove(connection)
+                    if dead is connection.ref:  # the receiver died (not its sender)
+                        never_called = description
             finally:
                 self._lock.release()
         else:
@@ -199,11 +246,48 @@ class Connections:
             # collection happened inside it): the next one prunes. Until then the loop
             # skips the dead reference, which returns None.
             self._prune_pending = True
+        if never_called is not None:
+            self._warn_never_called([never_called])
 
-    def _prune_if_pending(self) -> None:
-        if self._prune_pending:
-            self._prune_pending = False
-            self._publish([c for c in self._connections if c.alive])
+    def _prune_if_pending(self) -> list[str]:
+        """Prune the connections that died while the lock was held; return the descriptions
+        of the receivers among them that no send was handed (to warn about, unlocked)."""
+        if not self._prune_pending:
+            return []
+        self._prune_pending = False
+        alive: list[Connection] = []
+        never_called: list[str] = []
+        for connection in self._connections:
+            if connection.alive:
+                alive.append(connection)
+                continue
+            description = self._unsent.pop(connection, None)
+            if description is not None and connection.ref() is None:  # the receiver died
+                never_called.append(description)
+        self._publish(alive)
+        return never_called
+
+    def _warn_never_called(self, descriptions: list[str]) -> None:
+        """Log each weakly held receiver that died before any send was handed it (once per
+        description and signal, so that a lambda connected per request does not flood the
+        log). Never raises: this runs in weak reference callbacks."""
+        for description in descriptions:
+            if description in self._warned:
+                continue
+            if len(self._warned) < _MAX_WARNED:
+                self._warned.add(description)
+            with contextlib.suppress(Exception):  # a failing log handler: nobody to tell
+                logger.warning(
+                    "Receiver %s of %r was garbage-collected before it was ever called: the "
+                    "signal held it through a weak reference only. Connect it with "
+                    "weak=False, or keep a reference to it (for a bound method, to its "
+                    "object) for as long as it should receive",
+                    description,
+                    self,
+                )
+
+
+_MAX_WARNED = 256  # descriptions a signal remembers having warned about
 
 
 def _without(plan: Plan, entry: Entry) -> Plan:

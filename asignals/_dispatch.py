@@ -24,6 +24,7 @@ import keyword
 import linecache
 import logging
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from itertools import chain
 from types import CodeType
@@ -204,25 +205,18 @@ def _fill(template: str, **fields: str) -> str:
 
 
 class _Kind(NamedTuple):
-    """How the loop for plans of one class calls a receiver, and how it is labelled."""
+    """How the loop for plans of one class calls a receiver."""
 
     call: str  # the statement that calls one receiver, in LOOP_SOURCE
     expression: str | None  # the same as an expression, in COMPREHENSION_SOURCE
-    label: str  # in the loop's file name, for tracebacks
 
 
 _KINDS: dict[type, _Kind] = {
-    tuple: _Kind(_CALL_ANY_KIND, None, ""),
-    InlinePlan: _Kind(
-        "response = receiver({arguments})  # an InlinePlan: every call is SYNC",
-        "receiver({arguments})",
-        ", sync receivers",
-    ),
-    AwaitPlan: _Kind(
-        "response = await receiver({arguments})  # an AwaitPlan: every call is ASYNC",
-        "await receiver({arguments})",
-        ", coroutine receivers",
-    ),
+    tuple: _Kind(_CALL_ANY_KIND, None),
+    # Every call of an InlinePlan is SYNC, every call of an AwaitPlan ASYNC. (Said here, not
+    # in the generated lines: a traceback through the loop shows the line of the call.)
+    InlinePlan: _Kind("response = receiver({arguments})", "receiver({arguments})"),
+    AwaitPlan: _Kind("response = await receiver({arguments})", "await receiver({arguments})"),
 }
 
 
@@ -311,23 +305,52 @@ def _compile(
     else:
         body = _fill(LOOP_BODY, unpack=unpack, call=how.call.format(arguments=arguments))
         source = _fill(CHILD_SOURCE if child else LOOP_SOURCE, body=body)
-    # A distinct file name per loop, registered with linecache, so that tracebacks through
-    # the loop show its source lines.
-    shape = "**" if names is None else ", ".join(names)
-    filename = (
-        f"<asignals dispatch loop ({shape}){how.label}{', checked' if guessed else ''}"
-        f"{'' if robust else ', send'}{', gather child' if child else ''}>"
-    )
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    name = GATHER_FRAME if child else SEND_FRAME
+    filename, first_line = _register(name, source)
     namespace: dict[str, Any] = {
         "SYNC": SYNC,
         "ASYNC": ASYNC,
         "log_failure": log_failure,
         "refit": _refit,
     }
-    exec(compile(source, filename, "exec"), namespace)
+    # Compiled as lines of the one generated file of its name (see _register).
+    exec(compile("\n" * (first_line - 1) + source, filename, "exec"), namespace)
     function: Callable[..., Any] = namespace["run_part" if child else "run_in_order"]
+    function.__code__ = function.__code__.replace(co_name=name, co_qualname=name)
+    function.__name__ = function.__qualname__ = name
     return function
+
+
+SEND_FRAME = "asignals.send"
+GATHER_FRAME = "asignals.gather"
+"""What a traceback calls the frames of the compiled loops: ``File "<asignals.send>", line
+42, in asignals.send`` (a send, send_sync, and gather on trio), ``asignals.gather`` for a
+gather's child task on asyncio. Short and alike, so that a reader skips them as asignals'
+own; the line below still shows the call of the receiver. (A send renames the coroutine
+after the signal, ``order_paid.send``, so that a forgotten ``await`` names it: the frame
+keeps the short name, which lives on the code.)"""
+
+_generated: dict[str, list[str]] = {}
+_generated_lock = threading.Lock()
+
+
+def _register(name: str, source: str) -> tuple[str, int]:
+    """Add *source* to the lines of the generated file ``<name>`` that linecache serves, so
+    that tracebacks show its lines; return the file name and the line *source* starts at.
+
+    Every loop compiled under one name shares one file: each shape has its own source,
+    and linecache keeps one text per file name, so the loops take turns in it, one after
+    another (a loop's line numbers run on from the previous one's). Bounded, as the
+    compiled loops are. Registered again each time, in case linecache was cleared.
+    """
+    filename = f"<{name}>"
+    with _generated_lock:
+        lines = _generated.setdefault(filename, [])
+        first_line = len(lines) + 1
+        lines.extend(source.splitlines(True))
+        size = sum(map(len, lines))
+        linecache.cache[filename] = (size, None, lines, filename)
+    return filename, first_line
 
 
 def _spellable(shape: tuple[str, ...]) -> bool:

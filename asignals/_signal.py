@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from asyncio import _get_running_loop
 from collections.abc import Callable, Coroutine, Hashable, Iterable
 from types import FunctionType
 from typing import Any, Generic, Protocol, TypeVar, cast, overload
@@ -135,9 +136,7 @@ class AsyncSignal(Connections, Generic[P]):
         ``cached_property`` there cost a tenth of a one-receiver send.
         """
         label = self.label
-        names = tuple(
-            f"{label}.{mode}" for mode in ("send", "send_robust", "gather", "gather_robust")
-        )
+        names = tuple(f"{label}.{mode}" for mode in _MODES)
         no_receiver_sends = []
         for name in names:
             # A coroutine takes its name from its function: copies of _no_receivers named
@@ -310,9 +309,12 @@ class AsyncSignal(Connections, Generic[P]):
         ``receiver(signal=self, sender=sender, **payload)``.
 
         Raises:
+            RuntimeError: When called in a thread that runs no event loop (asyncio, uvloop
+                or trio): sync code calling ``send(...)`` as in Django, where nothing
+                would await the send and no receiver would run. Call `send_sync` there.
             TypeError: When called (before the await): a positional payload item, a payload
                 item named ``signal``, or the sender given both positionally and by name.
-                The same holds for every other send method.
+                Every other awaitable send method raises both errors the same way.
 
         Example:
             ```python
@@ -321,6 +323,10 @@ class AsyncSignal(Connections, Generic[P]):
         """
         # The send prologue, written out here and in send_robust (a call to a shared one
         # cost a tenth of a one-receiver send); _plan_to_send() is the same, readable.
+        # First: is an event loop running in this thread to await what this returns? On
+        # asyncio and uvloop one C call answers; trio is asked only when it says no.
+        if _get_running_loop() is None and not _sync._thread_runs_event_loop():
+            raise _sync.no_event_loop(self, "send")
         if args or "sender" in payload or "signal" in payload:
             sender = self._fix_send_arguments((sender, *args), payload)
         any_plan, sender_plans = self._plans
@@ -350,6 +356,8 @@ class AsyncSignal(Connections, Generic[P]):
                     ...
             ```
         """
+        if _get_running_loop() is None and not _sync._thread_runs_event_loop():
+            raise _sync.no_event_loop(self, "send_robust")
         if args or "sender" in payload or "signal" in payload:
             sender = self._fix_send_arguments((sender, *args), payload)
         any_plan, sender_plans = self._plans
@@ -438,6 +446,8 @@ class AsyncSignal(Connections, Generic[P]):
     ) -> Coroutine[Any, Any, Responses]:
         """The prologue of gather (*mode* 2) and gather_robust (3): check the arguments,
         find the plan, start the receivers' tasks."""
+        if _get_running_loop() is None and not _sync._thread_runs_event_loop():
+            raise _sync.no_event_loop(self, _MODES[mode])
         if len(args) == 1 and "sender" not in payload and "signal" not in payload:
             sender = args[0]
         else:
@@ -485,7 +495,17 @@ class AsyncSignal(Connections, Generic[P]):
             )
         if self._misses < _MAX_MISSES and named[0].__code__ is not any_payload_loop.__code__:
             self._last_loops = (len(shape), kind, named)
+        # This send has taken its plan: the weakly held receivers connected so far count as
+        # sent to. After the loops are remembered, so that no send can take the shortcut
+        # with a receiver still listed (see Connections._unsent and _close_shortcut).
+        if self._unsent:
+            self._sending()
         return named
+
+    def _close_shortcut(self) -> None:
+        """A weakly held receiver is about to be published: the next send chooses its
+        loops again (`_choose_loops`), and so notes that it was handed a plan."""
+        self._last_loops = _NO_LOOPS
 
     def _forget_loops(self) -> None:
         """A send's payload had other names than the loops it was given: choose again."""
@@ -493,11 +513,14 @@ class AsyncSignal(Connections, Generic[P]):
         self._misses += 1
 
     def _plan_to_send(self, sender: Any, payload: dict[str, Any]) -> Plan:
-        """The plan a send from *sender* runs (the testing hook may replace it)."""
+        """The plan a send from *sender* runs (the testing hook may replace it); the send
+        that asks is about to run it (see `Connections._sending`)."""
         any_plan, sender_plans = self._plans
         plan = self._plan_for(sender) if sender_plans else any_plan
         if self._hook is not None:
             plan = self._hook(sender, payload, plan)
+        if self._unsent and plan:  # (seldom listed: asked first)
+            self._sending()
         return plan
 
     def _fix_send_arguments(self, args: tuple[Any, ...], named: dict[str, Any]) -> Any:
@@ -563,6 +586,10 @@ class AsyncSignal(Connections, Generic[P]):
 
 async def _no_receivers() -> Responses:
     return []
+
+
+_MODES = ("send", "send_robust", "gather", "gather_robust")
+"""The four awaitable send methods, in the order of the signal's coroutine names."""
 
 
 _SendLoops = tuple[int, type, tuple[Loop, Loop]]

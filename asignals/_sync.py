@@ -103,6 +103,22 @@ def _thread_runs_event_loop() -> bool:
     return True
 
 
+def no_event_loop(signal: AsyncSignal[...], method: str) -> RuntimeError:
+    """The error of an awaitable send (*method*: ``send``, ``send_robust``, ``gather`` or
+    ``gather_robust``) called in a thread that runs no event loop.
+
+    That is Django's habit, ``signal.send(...)`` from sync code: the call would return a
+    coroutine that nobody awaits, so no receiver would run, and the only sign of it would
+    be a ``RuntimeWarning`` much later, when the coroutine is collected.
+    """
+    instead = "send_robust_sync" if method.endswith("_robust") else "send_sync"
+    return RuntimeError(
+        f"{signal!r}.{method}() was called with no event loop running in this thread; "
+        f"call {signal.label}.{instead}(...) from sync code, or "
+        f"`await {signal.label}.{method}(...)` from a coroutine"
+    )
+
+
 def _in_anyio_worker_thread() -> bool:
     try:
         # Raises RuntimeError (NoEventLoopError in recent anyio) outside anyio's worker

@@ -298,6 +298,8 @@ class SignalMiddleware:
             if plan is None:  # a hook is installed: it sees the send now
                 plan = request_started._plan_to_send(sender, {"scope": scope})
             if plan:  # a failure fails the request
+                if request_started._unsent:  # as a send notes it (Connections._unsent)
+                    request_started._sending()
                 await _send_started(request_started, plan, False, sender, {"scope": scope})
             try:
                 await self.app(scope, exchange.observe_receive, exchange.observe_send)
@@ -332,6 +334,8 @@ class SignalMiddleware:
             plan = request_finished._plan_for(sender) if sender_plans else any_plan
             if request_finished._hook is not None:
                 plan = request_finished._hook(sender, payload, plan)
+            if plan and request_finished._unsent:  # as a send notes it (Connections._unsent)
+                request_finished._sending()
             remaining = iter(plan)
             try:
                 if interrupted:

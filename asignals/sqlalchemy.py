@@ -167,8 +167,14 @@ class _InitSignal(_ModelSignal):
         return False
 
     def _send_inline(self, sender: Any, **payload: Any) -> None:
-        """Run every (sync) receiver now, on this thread, whatever thread it is."""
-        _run_inline(self.send(sender, **payload))
+        """Run every (sync) receiver now, on this thread, whatever thread it is: ``send``
+        without its check for a running event loop (a script or a sync session has none),
+        from the plan and the compiled loop, as `_deliver` sends."""
+        plan = self._plan_to_send(sender, payload)
+        if plan:
+            shape = tuple(payload)
+            loop = _loops.get(shape) or loop_for(shape)
+            _run_inline(loop(self, plan, False, sender, payload))
 
 
 pre_save = _ModelSignal(
@@ -821,6 +827,7 @@ def _deliver(frame: Frame) -> None:
             shape = tuple(payload)
             loop = _loops.get(shape) or loop_for(shape)
             prepared[(signal, sender)] = (signal._plan_for(sender), loop)
+            signal._sending()  # the plans are taken (Connections._unsent)
     inline = {key: all(call is _SYNC for _, call in plan) for key, (plan, _) in prepared.items()}
     failed: list[tuple[Send, Exception]] = []
     try:

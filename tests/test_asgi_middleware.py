@@ -8,6 +8,7 @@ shield, and the exact messages of the error paths. They run on asyncio, uvloop a
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import re
@@ -160,6 +161,33 @@ async def test_good_arguments() -> None:
 
 
 # -- the request signals ------------------------------------------------------------------
+
+
+async def test_weak_receivers_reached_through_the_middleware_are_collected_silently(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The middleware runs the request signals' plans itself (not through send()): it
+    notes that their receivers were sent to, so their later collection is no mistake."""
+    calls: list[str] = []
+
+    class Metrics:
+        def started(self, **kwargs: Any) -> None:
+            calls.append("started")
+
+        def finished(self, **kwargs: Any) -> None:
+            calls.append("finished")
+
+    metrics = Metrics()
+    request_started.connect(metrics.started)
+    request_finished.connect(metrics.finished)
+    with caplog.at_level(logging.WARNING, logger="asignals"):
+        await SignalMiddleware(ok_app)(http_scope(), *FakeServer().channel())
+        del metrics
+        gc.collect()
+    assert calls == ["started", "finished"]
+    assert "before it was ever called" not in caplog.text
+    assert not request_started.has_listeners()
+    assert not request_finished.has_listeners()
 
 
 async def test_signals_around_a_response() -> None:

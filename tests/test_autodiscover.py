@@ -6,6 +6,7 @@ Uses the real packages in tests/discover_pkgs/.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from asignals import autodiscover
 
 PACKAGES = Path(__file__).parent / "discover_pkgs"
-NAMES = {"asig_shop", "asig_billing", "asig_broken", "asig_plain"}
+NAMES = {"asig_shop", "asig_billing", "asig_broken", "asig_plain", "asig_runs"}
 
 
 def forget_packages() -> None:
@@ -130,6 +131,27 @@ def test_bad_package_type(bad: Any) -> None:
 def test_module_must_be_a_plain_name(module: str) -> None:
     with pytest.raises(ValueError, match="plain module name"):
         autodiscover("asig_shop", module=module)
+
+
+@pytest.mark.usefixtures("packages")
+def test_module_init_is_refused_without_running_the_package_again() -> None:
+    """``shop.__init__`` would be a second module made from ``shop/__init__.py``: its code,
+    and every ``connect()`` in it, would run again."""
+    import asig_runs
+    import asig_shop
+
+    assert importlib.util.find_spec("asig_shop.__init__") is not None  # Python would
+    with pytest.raises(ValueError, match="__init__") as refused:
+        autodiscover("asig_shop", module="__init__")
+    assert str(refused.value) == (
+        "autodiscover(): module='__init__' would import each package's __init__.py a second "
+        "time, as another module; name the submodule that connects the receivers, such as "
+        "'signals'"
+    )
+    assert asig_runs.ran == ["asig_shop"]  # once, by the import above
+    assert "asig_shop.__init__" not in sys.modules
+    assert autodiscover(asig_shop) == [sys.modules["asig_shop.signals"]]  # what to call
+    assert asig_runs.ran == ["asig_shop"]
 
 
 @pytest.mark.usefixtures("packages")

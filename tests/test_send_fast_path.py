@@ -135,7 +135,7 @@ def test_plan_classes_follow_every_update() -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_bad_arguments_raise_when_called_before_any_await(mode: Mode) -> None:
+async def test_bad_arguments_raise_when_called_before_any_await(mode: Mode) -> None:
     """The TypeError comes from the call itself: no coroutine is made (so no "never
     awaited" warning either), and it points at the line that sent."""
     sig = AsyncSignal("eager_errors")
@@ -153,7 +153,7 @@ def test_bad_arguments_raise_when_called_before_any_await(mode: Mode) -> None:
 
 
 @pytest.mark.parametrize("mode", ["send", "send_robust"])
-def test_forgotten_await_names_the_signal_and_mode(mode: Mode) -> None:
+async def test_forgotten_await_names_the_signal_and_mode(mode: Mode) -> None:
     sig = AsyncSignal("order_paid")
     sig.connect(echo)
     send = sender_of(sig, mode)
@@ -166,7 +166,7 @@ def _drop(coroutine: object) -> None:
     gc.collect()
 
 
-def test_each_signal_names_its_own_coroutines() -> None:
+async def test_each_signal_names_its_own_coroutines() -> None:
     first, second = AsyncSignal("first"), AsyncSignal("second")
     for sig in (first, second):
         sig.connect(echo)

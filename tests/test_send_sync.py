@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import pytest
-from helpers import receivers, values
+from helpers import MODES, Mode, receivers, sender_of, values
 
 from asignals import AsyncSignal
 from asignals._sync import _threads
@@ -407,3 +408,120 @@ def test_capture_sees_a_send_from_sync_code_without_a_loop() -> None:
     with capture(sig) as sent:
         assert sig.send_sync(Shop, n=1) == []
     assert [s.payload for s in sent] == [{"n": 1}]
+
+
+# -- the awaitable send methods, called from sync code ------------------------------------
+
+SYNC_METHODS = {
+    "send": "send_sync",
+    "send_robust": "send_robust_sync",
+    "gather": "send_sync",
+    "gather_robust": "send_robust_sync",
+}
+
+
+def run_here(work: Callable[[], Any]) -> Any:
+    return work()
+
+
+@pytest.mark.parametrize("connected", [True, False], ids=["receivers", "no-receivers"])
+@pytest.mark.parametrize("where", [run_here, run_in_fresh_thread], ids=["here", "plain-thread"])
+@pytest.mark.parametrize("mode", MODES)
+def test_send_from_sync_code_raises_naming_send_sync(
+    mode: Mode, where: Callable[[Callable[[], Any]], Any], connected: bool
+) -> None:
+    """Django's habit, ``send(...)`` in sync code: no event loop runs in the thread to
+    await the coroutine, so the call raises at once (no receiver runs, and no coroutine is
+    left to warn later), with receivers or without."""
+    order_paid = AsyncSignal("order_paid")
+    seen: list[str] = []
+    keep = thread_recorder(seen, "r")
+    if connected:
+        order_paid.connect(keep)
+    with pytest.raises(RuntimeError) as info:
+        where(lambda: sender_of(order_paid, mode)(Shop, order=1))
+    assert str(info.value) == (
+        f"<AsyncSignal 'order_paid'>.{mode}() was called with no event loop running in this "
+        f"thread; call order_paid.{SYNC_METHODS[mode]}(...) from sync code, or "
+        f"`await order_paid.{mode}(...)` from a coroutine"
+    )
+    gc.collect()  # a coroutine made and dropped would warn now (and warnings are errors)
+    assert seen == []
+    assert values(getattr(order_paid, SYNC_METHODS[mode])(Shop, order=1)) == (
+        ["r"] if connected else []
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_send_in_a_worker_thread_raises_naming_send_sync(mode: Mode) -> None:
+    """A ``def`` endpoint runs in a worker thread, where no event loop runs."""
+    order_paid = AsyncSignal("order_paid")
+    seen: list[str] = []
+    keep = thread_recorder(seen, "r")
+    order_paid.connect(keep)
+    with pytest.raises(RuntimeError, match=rf"call order_paid\.{SYNC_METHODS[mode]}\(\.\.\.\)"):
+        _ = await anyio.to_thread.run_sync(lambda: sender_of(order_paid, mode)(Shop))
+    assert seen == []
+    method = getattr(order_paid, SYNC_METHODS[mode])
+    assert values(await anyio.to_thread.run_sync(lambda: method(Shop))) == ["r"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_sync_function_on_the_loop_thread_may_return_the_send(mode: Mode) -> None:
+    """A plain ``def`` called on the thread running the loop (on trio too, where asyncio
+    sees no loop) returns the coroutine for its caller to await."""
+    sig = AsyncSignal("s")
+    keep = thread_recorder([], "r")
+    sig.connect(keep)
+
+    def notify() -> Coroutine[Any, Any, Any]:
+        return sender_of(sig, mode)(Shop, n=1)
+
+    assert values(await notify()) == ["r"]
+
+
+SCRIPT_SENDS = """
+import asyncio
+import sys
+
+from asignals import AsyncSignal
+
+order_paid = AsyncSignal()
+
+
+def receive(**kwargs):
+    print("received")
+
+
+order_paid.connect(receive)
+for attempt in (lambda: order_paid.send("shop"), lambda: asyncio.run(order_paid.send("shop"))):
+    try:
+        attempt()
+    except RuntimeError as exc:
+        print(exc)
+print("trio" in sys.modules)
+order_paid.send_sync("shop")
+"""
+
+
+def test_a_script_that_calls_send_is_told_to_call_send_sync() -> None:
+    """A real process, without trio imported: the error at the call, also for
+    ``asyncio.run(signal.send(...))`` (the coroutine is made before the loop runs), and no
+    warning about a coroutine never awaited."""
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-c", textwrap.dedent(SCRIPT_SENDS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    error = (
+        "<AsyncSignal __main__.order_paid>.send() was called with no event loop running in "
+        "this thread; call __main__.order_paid.send_sync(...) from sync code, or "
+        "`await __main__.order_paid.send(...)` from a coroutine"
+    )
+    assert done.stdout.splitlines() == [error, error, "False", "received"]
+    assert done.stderr == ""

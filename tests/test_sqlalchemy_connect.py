@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import pytest
 from orm_models import Base, Order
 from sqlalchemy import create_engine, select
@@ -209,6 +210,24 @@ def test_post_init_receiver_can_fill_defaults() -> None:
         assert Order(item="pasta", slug="mine").slug == "mine"
     finally:
         post_init.disconnect(default_slug, sender=Order)
+
+
+@pytest.mark.anyio
+async def test_init_signals_are_sent_inline_on_a_running_loop_too() -> None:
+    """The tests above construct without any event loop (a script); a coroutine does too,
+    on every loop, and the init signals run their receivers right there all the same."""
+    seen: list[str] = []
+
+    def after(instance: Any, **kwargs: Any) -> None:
+        seen.append(instance.item)
+
+    post_init.connect(after, sender=Order)
+    try:
+        Order(item="pizza")
+        await anyio.to_thread.run_sync(lambda: Order(item="pasta"))  # a worker thread
+    finally:
+        post_init.disconnect(after, sender=Order)
+    assert seen == ["pizza", "pasta"]
 
 
 # -- track() targets ----------------------------------------------------------------------

@@ -3,6 +3,7 @@ PostgreSQL (psycopg): in a plain script, in an anyio worker thread, on the loop'
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Iterator
@@ -204,6 +205,30 @@ def test_capture_sees_model_signals(maker: sessionmaker[Session]) -> None:
     [(sender, payload)] = sent
     assert sender is Order
     assert payload["created"] is True
+
+
+def test_a_weak_receiver_that_ran_at_a_commit_is_collected_silently(
+    maker: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Commits run post_save's plan themselves (not through send()): they note that its
+    receivers were sent to, so a receiver that ran and is collected later is no mistake."""
+    calls: list[str] = []
+
+    class Audit:
+        def saved(self, instance: Order, **kwargs: Any) -> None:
+            calls.append(instance.item)
+
+    audit = Audit()
+    post_save.connect(audit.saved, sender=Order)
+    with caplog.at_level(logging.WARNING, logger="asignals"):
+        with maker() as session:
+            session.add(Order(item="pizza"))
+            session.commit()
+        del audit
+        gc.collect()
+    assert calls == ["pizza"]
+    assert "before it was ever called" not in caplog.text
+    assert not post_save.has_listeners(Order)
 
 
 def test_an_expired_attribute_set_unread_reports_none_as_old_value(

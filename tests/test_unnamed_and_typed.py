@@ -66,9 +66,10 @@ def test_a_bad_name_is_refused(bad: Any) -> None:
         AsyncSignal(bad)
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("connected", [False, True])
 @pytest.mark.parametrize("mode", MODES)
-def test_a_forgotten_await_names_the_signal_and_method(mode: Mode, connected: bool) -> None:
+async def test_a_forgotten_await_names_the_signal_and_method(mode: Mode, connected: bool) -> None:
     order_paid = AsyncSignal("order_paid")
 
     async def receive(**kwargs: Any) -> None:
@@ -80,7 +81,8 @@ def test_a_forgotten_await_names_the_signal_and_method(mode: Mode, connected: bo
         sender_of(order_paid, mode)(Shop)  # type: ignore[unused-coroutine]  # the mistake
 
 
-def test_a_forgotten_await_of_an_unnamed_signal() -> None:
+@pytest.mark.anyio
+async def test_a_forgotten_await_of_an_unnamed_signal() -> None:
     with pytest.warns(RuntimeWarning, match=rf"'{__name__}\.module_signal\.send' was never"):
         module_signal.send(Shop)  # type: ignore[unused-coroutine]  # the mistake
 

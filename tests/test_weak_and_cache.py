@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import logging
 import weakref
-from typing import Any
+from typing import Any, cast
 
+import anyio.to_thread
 import pytest
 from helpers import MODES, Mode, async_recorder, receivers, sender_of, sync_recorder
 
@@ -459,3 +461,178 @@ def test_per_object_connections_come_and_go_one_by_one() -> None:
     sig.disconnect(common)
     assert all(sig.receivers_for(job) == [handler] for job in jobs[50:])
     assert sig.receivers_for(None) == []
+
+
+# -- a weak receiver collected before it ever ran is reported -----------------------------
+
+
+def never_called(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings about receivers collected before they ever ran, in order."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "asignals"
+        and record.levelno == logging.WARNING
+        and "before it was ever called" in record.getMessage()
+    ]
+
+
+def connect_a_closure(sig: AsyncSignal) -> None:
+    def closure(**kwargs: Any) -> None:  # gone when this function returns
+        pass
+
+    sig.connect(closure)
+
+
+def connect_a_temporary_method(sig: AsyncSignal) -> None:
+    sig.connect(Listener([]).on_sync)
+
+
+def connect_a_lambda(sig: AsyncSignal) -> None:
+    sig.connect(lambda **kwargs: None)
+
+
+def connect_a_temporary_callable(sig: AsyncSignal) -> None:
+    sig.connect(CallableListener([]))
+
+
+def connect_a_cycle(sig: AsyncSignal) -> None:
+    listener = Listener([])
+    listener.cycle = listener  # type: ignore[attr-defined]  # only the collector frees it
+    sig.connect(listener.on_async)
+
+
+@pytest.mark.parametrize(
+    ("connect", "named"),
+    [
+        (connect_a_lambda, f"{__name__}.connect_a_lambda.<locals>.<lambda>"),
+        (connect_a_closure, f"{__name__}.connect_a_closure.<locals>.closure"),
+        (connect_a_temporary_method, f"{__name__}.Listener.on_sync"),
+        (connect_a_temporary_callable, f"<{__name__}.CallableListener object at 0x"),
+        (connect_a_cycle, f"{__name__}.Listener.on_async"),
+    ],
+    ids=["lambda", "closure", "temporary-method", "temporary-callable", "cycle"],
+)
+async def test_a_weak_receiver_collected_before_it_ever_ran_is_reported(
+    connect: Any, named: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sig = AsyncSignal("order_paid")
+    keep = sync_recorder([], "keep")
+    sig.connect(keep)
+    for order in (1, 2):  # sends before it was connected count for nothing
+        await sig.send(Shop, order=order)
+    with caplog.at_level(logging.WARNING, logger="asignals"):
+        connect(sig)
+        gc.collect()
+        (message,) = never_called(caplog)
+    assert message.startswith(f"Receiver {named}"), message  # named by what it was: it is gone
+    assert "of <AsyncSignal 'order_paid'> was garbage-collected before it was ever called" in (
+        message
+    )
+    assert "Connect it with weak=False" in message
+    assert receivers(await sig.send(Shop, order=3)) == [keep]
+
+
+@pytest.mark.parametrize("mode", [*MODES, "send_sync", "send_robust_sync"])
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_weak_receiver_that_ran_is_collected_silently(
+    mode: str, is_async: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    sig = AsyncSignal("order_paid")
+    calls: list[str] = []
+    recorder = async_recorder if is_async else sync_recorder
+    keep = recorder(calls, "keep")
+    sig.connect(keep)
+    await sig.send(Shop, order=0)
+    await sig.send(Shop, order=0)  # the sends have settled on their shortcut, which the
+    calls.clear()  # next one takes: same payload length, a plan of the same kind
+    with caplog.at_level(logging.WARNING, logger="asignals"):
+        handler = recorder(calls, "h")
+        sig.connect(handler)
+        if mode.endswith("_sync"):  # from a worker thread: run on this loop
+            await anyio.to_thread.run_sync(lambda: getattr(sig, mode)(Shop, order=1))
+        else:
+            await sender_of(sig, cast(Mode, mode))(Shop, order=1)
+        del handler
+        gc.collect()
+    assert sorted(calls) == ["h", "keep"]  # (gather on trio starts them in any order)
+    assert never_called(caplog) == []
+
+
+async def test_a_receiver_reached_only_through_the_send_shortcut_is_collected_silently(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The send shortcut (the loops remembered for the last payload length and plan kind)
+    writes nothing per send: the first send after a weak connect notes it, for every
+    sender's plan."""
+    sig = AsyncSignal("order_paid")
+    shop, bank = Shop(), Shop()
+    calls: list[str] = []
+    for_shop, for_bank = sync_recorder(calls, "shop"), sync_recorder(calls, "bank")
+    with caplog.at_level(logging.WARNING, logger="asignals"):
+        sig.connect(for_shop, sender=shop)
+        sig.connect(for_bank, sender=bank)
+        await sig.send(shop, order=1)  # chooses its loops
+        await sig.send(bank, order=2)  # another plan of the same kind: the shortcut
+        del for_bank
+        gc.collect()
+    assert calls == ["shop", "bank"]
+    assert never_called(caplog) == []
+
+
+async def test_disconnected_and_strong_receivers_are_never_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sig = AsyncSignal("order_paid")
+    shop = Shop()
+    calls: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="asignals"):
+        handler = sync_recorder(calls, "h")
+        sig.connect(handler)
+        assert sig.disconnect(handler)
+        del handler
+        sig.connect(lambda **kwargs: calls.append("strong"), weak=False)
+        kept = sync_recorder(calls, "kept")
+        sig.connect(kept, sender=shop)
+        del shop  # its sender dies, not the receiver
+        gc.collect()
+    assert never_called(caplog) == []
+    assert receivers(await sig.send(Shop)) != []
+    assert calls == ["strong"]
+
+
+async def test_the_same_mistake_is_reported_once_per_signal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lambda connected per request would otherwise log on every request."""
+    first, second = AsyncSignal("first"), AsyncSignal("second")
+    with caplog.at_level(logging.WARNING, logger="asignals"):
+        for _ in range(3):
+            connect_a_lambda(first)
+            connect_a_lambda(second)
+            gc.collect()
+        connect_a_closure(first)
+    assert [m.split(" was ")[0] for m in never_called(caplog)] == [
+        f"Receiver {__name__}.connect_a_lambda.<locals>.<lambda> of <AsyncSignal 'first'>",
+        f"Receiver {__name__}.connect_a_lambda.<locals>.<lambda> of <AsyncSignal 'second'>",
+        f"Receiver {__name__}.connect_a_closure.<locals>.closure of <AsyncSignal 'first'>",
+    ]
+
+
+async def test_a_death_while_a_connect_holds_the_lock_is_reported_by_the_next_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sig = AsyncSignal("order_paid")
+    calls: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="asignals"):
+        handler = sync_recorder(calls, "h")
+        sig.connect(handler)
+        with sig._lock:  # the collector runs while a connect() holds the lock
+            del handler
+            gc.collect()
+        assert never_called(caplog) == []
+        keep = sync_recorder(calls, "keep")
+        sig.connect(keep)  # prunes it, and reports it (outside the lock)
+    (message,) = never_called(caplog)
+    assert message.startswith("Receiver helpers.sync_recorder.h of <AsyncSignal 'order_paid'>")
+    assert receivers(await sig.send(Shop)) == [keep]
