@@ -19,11 +19,12 @@ import anyio.to_thread
 import pytest
 import redis.asyncio as aioredis
 
-from asignals import AsyncSignal, _wire
+from asignals import AsyncSignal
 from asignals.redis import (
     BridgeConnectionError,
     Delivery,
     RedisBridge,
+    _wire,
     bridge_connected,
     bridge_disconnected,
     current_delivery,

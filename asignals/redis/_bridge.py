@@ -1,31 +1,4 @@
-"""Signals across processes and hosts, over Redis: fanout (pub/sub) and queues (Streams).
-
-```python
-from asignals.redis import RedisBridge
-
-bridge = RedisBridge("redis://127.0.0.1:6379/0", prefix="shop")
-bridge.fanout(cache_invalidated)  # every process hears it
-bridge.queue(order_created, group="mailer")  # one mailer handles each
-
-async with bridge:
-    # The local receivers run, then every other process's:
-    await cache_invalidated.send("products")
-    # Returns once Redis has the message (XADD):
-    await order_created.send("shop", order_id=42)
-```
-
-How a send reaches Redis: the bridge installs a send hook on each signal it carries (see
-``asignals/_hooks.py``). For a fanout signal the hook puts one entry in front of the
-send's plan, which publishes the message; for a queued signal it replaces the plan with
-that one entry, which appends the message to the signal's stream. The message is encoded
-inside the hook, when ``send()`` is called, so a payload JSON cannot carry raises
-``TypeError`` before anything is published. A message coming from Redis is re-sent locally
-with ``send_robust`` while a context variable tells the hook to leave that one send alone,
-so it is never published again.
-
-The bridge needs redis-py's asyncio client (the ``redis`` extra) and an asyncio event loop
-(uvloop included); trio is not supported by redis-py.
-"""
+"""The bridge: registration, lifecycle, sending and receiving (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -47,14 +20,14 @@ from typing import Any, Final, Literal, NamedTuple
 import anyio
 import anyio.abc
 
+from .._dispatch import Plan, Responses
+from .._extras import missing
+from .._hooks import BRIDGE as _BRIDGE
+from .._hooks import add_hook, find_hook, remove_hook
+from .._receivers import ASYNC as _ASYNC
+from .._receivers import describe
+from .._signal import AsyncSignal
 from . import _wire
-from ._dispatch import Plan, Responses
-from ._extras import missing
-from ._hooks import BRIDGE as _BRIDGE
-from ._hooks import add_hook, find_hook, remove_hook
-from ._receivers import ASYNC as _ASYNC
-from ._receivers import describe
-from ._signal import AsyncSignal
 
 try:
     import redis.asyncio as aioredis
@@ -63,17 +36,6 @@ try:
     from redis.backoff import NoBackoff
 except ImportError as exc:  # pragma: no cover - the dev extra installs redis
     raise missing("asignals.redis", "redis-py", "redis", exc) from exc
-
-__all__ = [
-    "BridgeConnectionError",
-    "BridgeStatistics",
-    "DeadLetter",
-    "Delivery",
-    "RedisBridge",
-    "bridge_connected",
-    "bridge_disconnected",
-    "current_delivery",
-]
 
 logger = logging.getLogger("asignals.redis")
 
