@@ -7,7 +7,6 @@ import contextvars
 import dataclasses
 import itertools
 import logging
-import math
 import os
 import random
 import socket
@@ -20,6 +19,7 @@ from typing import Any, Final, Literal, NamedTuple
 import anyio
 import anyio.abc
 
+from .._checks import check_count, check_seconds
 from .._dispatch import Plan, Responses
 from .._extras import missing
 from .._hooks import BRIDGE as _BRIDGE
@@ -358,13 +358,13 @@ class RedisBridge:
             ("reconnect_cap", reconnect_cap),
             ("health_interval", health_interval),
         ):
-            _check_seconds(f"RedisBridge(): {name}", value)
+            check_seconds(f"RedisBridge(): {name}", value)
         for name, number in (
             ("max_message_bytes", max_message_bytes),
             ("maxlen", maxlen),
             ("batch", batch),
         ):
-            _check_count(f"RedisBridge(): {name}", number)
+            check_count(f"RedisBridge(): {name}", number)
         self.url = url
         self.prefix = prefix
         self._secret = secret.encode() if isinstance(secret, str) else secret
@@ -471,10 +471,10 @@ class RedisBridge:
             bridge.queue(order_created, group="mailer", claim_after=30.0, max_deliveries=5)
             ```
         """
-        _check_seconds(f"queue({signal!r}): claim_after", claim_after)
-        _check_count(f"queue({signal!r}): max_deliveries", max_deliveries)
+        check_seconds(f"queue({signal!r}): claim_after", claim_after)
+        check_count(f"queue({signal!r}): max_deliveries", max_deliveries)
         if maxlen is not None:
-            _check_count(f"queue({signal!r}): maxlen", maxlen)
+            check_count(f"queue({signal!r}): maxlen", maxlen)
         if group is not None and (not isinstance(group, str) or not group):
             raise TypeError(f"queue({signal!r}): group must be a non-empty string or None")
         route = self._route(signal, "queue", maxlen)
@@ -1334,20 +1334,6 @@ class RedisBridge:
             )
         add_hook(route.signal, hook, _BRIDGE)
         route.hook = hook
-
-
-def _check_seconds(what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{what} must be a number of seconds, got {value!r}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{what} must be a positive, finite number of seconds, got {value!r}")
-
-
-def _check_count(what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{what} must be at least 1, got {value!r}")
 
 
 async def _close_quietly(closable: Any) -> None:
