@@ -27,14 +27,14 @@ The bridge needs redis-py's asyncio client (the ``redis`` extra) and an asyncio 
 (uvloop included); trio is not supported by redis-py.
 """
 
-from ._bridge import BridgeConnectionError as BridgeConnectionError
-from ._bridge import BridgeStatistics as BridgeStatistics
-from ._bridge import DeadLetter as DeadLetter
-from ._bridge import Delivery as Delivery
 from ._bridge import RedisBridge as RedisBridge
-from ._bridge import bridge_connected as bridge_connected
-from ._bridge import bridge_disconnected as bridge_disconnected
-from ._bridge import current_delivery as current_delivery
+from ._health import bridge_connected as bridge_connected
+from ._health import bridge_disconnected as bridge_disconnected
+from ._hook import current_delivery as current_delivery
+from ._types import BridgeConnectionError as BridgeConnectionError
+from ._types import BridgeStatistics as BridgeStatistics
+from ._types import DeadLetter as DeadLetter
+from ._types import Delivery as Delivery
 
 __all__ = [
     "BridgeConnectionError",
