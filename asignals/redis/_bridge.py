@@ -31,7 +31,7 @@ from ._lifecycle import Lifecycle
 from ._messages import Messages
 from ._routes import Routes
 from ._streams import read_dead_letters
-from ._types import BridgeStatistics, Counters, DeadLetter, Settings
+from ._types import BridgeStatistics, Counters, DeadLetter, Settings, not_running
 from ._writer import Writer
 
 
@@ -340,5 +340,5 @@ class RedisBridge:
             raise ValueError(f"dead_letters({signal!r}): the signal is not queued by {self!r}")
         client = self._lifecycle.client
         if client is None:
-            raise RuntimeError(f"{signal!r}: {self!r} is not running (`async with bridge:`)")
+            raise not_running(signal, self)
         return await read_dead_letters(client, route, group, count, self._health, self._messages)

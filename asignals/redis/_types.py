@@ -26,6 +26,11 @@ class BridgeConnectionError(ConnectionError):
     """
 
 
+def not_running(signal: object, bridge: object) -> RuntimeError:
+    """The error of a command for *signal* while *bridge* is stopped."""
+    return RuntimeError(f"{signal!r}: {bridge!r} is not running (`async with bridge:`)")
+
+
 class Delivery(NamedTuple):
     """What the bridge knows about the message a receiver is handling.
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._client import text
 from ._health import Health
-from ._types import Counters
+from ._types import Counters, not_running
 
 if TYPE_CHECKING:
     from ._routes import Route
@@ -51,9 +51,7 @@ class Writer:
     async def put(self, route: Route, data: bytes) -> Any:
         """Publish or enqueue one encoded message, retrying until ``send_timeout``."""
         if self._client is None:
-            raise RuntimeError(
-                f"{route.signal!r}: {self.bridge!r} is not running (`async with bridge:`)"
-            )
+            raise not_running(route.signal, self.bridge)
         result = await self._health.retrying(route.sending, lambda: self._submit(route, data))
         if route.mode == "fanout":
             self._counters.published += 1
