@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from asyncio import _get_running_loop
 from collections.abc import Callable, Coroutine, Hashable, Iterable
@@ -12,6 +11,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast, overload
 from typing_extensions import ParamSpec
 
 from . import _sync
+from ._checks import check_seconds
 from ._connections import Connections
 from ._dispatch import (
     Loop,
@@ -562,19 +562,7 @@ class AsyncSignal(Connections, Generic[P]):
                 f"{describe(receiver)} is a coroutine receiver; drop to_thread"
             )
         if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-                raise TypeError(
-                    f"{self!r}.connect(): timeout must be a number of seconds, got {timeout!r}"
-                )
-            try:
-                usable = timeout > 0 and math.isfinite(timeout)
-            except OverflowError:  # an int too large for a float: no timer can take it
-                usable = False
-            if not usable:
-                raise ValueError(
-                    f"{self!r}.connect(): timeout must be a positive, finite number of "
-                    f"seconds, got {timeout!r}"
-                )
+            check_seconds(f"{self!r}.connect(): timeout", timeout)
             if not (is_async or to_thread):
                 raise ValueError(
                     f"{self!r}.connect(): {describe(receiver)} is a sync receiver that runs "

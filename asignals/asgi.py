@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from contextvars import ContextVar
@@ -29,6 +28,7 @@ from ._builtins import (
     request_finished,
     request_started,
 )
+from ._checks import check_seconds
 from ._dispatch import Loop, Plan, loop_for
 from ._receivers import Entry
 
@@ -194,20 +194,7 @@ class SignalMiddleware:
                 f"SignalMiddleware(): exclude_paths takes a list of paths, got the string "
                 f"{exclude_paths!r}; write exclude_paths=[{exclude_paths!r}]"
             )
-        if isinstance(finish_timeout, bool) or not isinstance(finish_timeout, int | float):
-            raise TypeError(
-                f"SignalMiddleware(): finish_timeout must be a number of seconds, "
-                f"got {finish_timeout!r}"
-            )
-        try:
-            bounded = finish_timeout > 0 and math.isfinite(finish_timeout)
-        except OverflowError:  # an int too large for a float: no timer can take it
-            bounded = False
-        if not bounded:
-            raise ValueError(
-                f"SignalMiddleware(): finish_timeout must be a positive, finite number of "
-                f"seconds, got {finish_timeout!r}"
-            )
+        check_seconds("SignalMiddleware(): finish_timeout", finish_timeout)
         self.app = app
         self.sender = type(self) if sender is None else sender
         self.websocket = websocket

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from types import ModuleType
 
 import pytest
@@ -130,3 +132,20 @@ def test_a_missing_extra_names_the_distribution_and_the_extra() -> None:
         'asignals.redis needs redis-py: pip install "asignals-dispatch[redis]" '
         "(No module 'redis')"
     )
+
+
+def test_importing_asignals_redis_without_redis_py_names_the_extra() -> None:
+    # In a process of its own, where redis-py cannot be imported.
+    code = "import sys; sys.modules['redis'] = None; import asignals.redis"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert 'asignals.redis needs redis-py: pip install "asignals-dispatch[redis]"' in done.stderr
+
+
+@pytest.mark.parametrize("name", asignals.redis.__all__)
+def test_redis_objects_report_the_package_as_module(name: str) -> None:
+    value = getattr(asignals.redis, name)
+    if not isinstance(value, AsyncSignal):  # a signal instance has no module of its own
+        assert value.__module__ == "asignals.redis"

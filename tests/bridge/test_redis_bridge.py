@@ -19,11 +19,12 @@ import anyio.to_thread
 import pytest
 import redis.asyncio as aioredis
 
-from asignals import AsyncSignal, _wire
+from asignals import AsyncSignal
 from asignals.redis import (
     BridgeConnectionError,
     Delivery,
     RedisBridge,
+    _wire,
     bridge_connected,
     bridge_disconnected,
     current_delivery,
@@ -660,3 +661,18 @@ async def test_registration_errors_name_the_signal_and_the_fix(redis_server: Red
                 {"maxlen": 0}, {"batch": True}, {"secret": 5}):  # fmt: skip
         with pytest.raises((TypeError, ValueError)):
             RedisBridge(**bad)
+
+
+@pytest.mark.parametrize(
+    "name", ["send_timeout", "reconnect_base", "reconnect_cap", "health_interval"]
+)
+@pytest.mark.parametrize("seconds", [10**400, float("inf")], ids=["huge-int", "inf"])
+async def test_seconds_no_timer_can_take_are_refused_with_their_name(
+    name: str, seconds: float
+) -> None:
+    finite = f"{name} must be a positive, finite number of seconds"
+    options: dict[str, Any] = {name: seconds}
+    with pytest.raises(ValueError, match=rf"^RedisBridge\(\): {finite}"):
+        RedisBridge(**options)
+    with pytest.raises(ValueError, match=r"claim_after must be a positive, finite number"):
+        RedisBridge().queue(AsyncSignal("q"), claim_after=seconds)

@@ -1,0 +1,149 @@
+"""What a send becomes on the wire, and what a message from Redis becomes for receivers.
+
+`asignals.redis._wire` defines the format; this is the bridge's side of it: the senders
+and payload types registered to cross, the secret and the size limit, and the incoming
+messages it drops (counted by reason, logged once per reason).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from .._receivers import describe
+from . import _wire
+from ._types import Counters, Settings
+
+if TYPE_CHECKING:
+    from ._routes import Route
+
+logger = logging.getLogger("asignals.redis")
+
+
+class Messages:
+    """One bridge's encoder and decoder of messages."""
+
+    def __init__(self, bridge: object, origin: str, settings: Settings, counters: Counters) -> None:
+        self.bridge = bridge  # named in the log
+        self.origin = origin  # this bridge's name in every message it sends
+        self.codecs = _wire.Codecs()
+        self._secret = settings.secret
+        self._max_bytes = settings.max_message_bytes
+        self._counters = counters
+        self._senders_by_name: dict[str, Any] = {}
+        self._names_by_sender: dict[int, tuple[Any, str]] = {}
+        self._logged_drops: set[str] = set()
+
+    def register_sender(self, sender: Any, name: str) -> None:
+        """Let *sender* cross under *name* (see `RedisBridge.register_sender`)."""
+        if sender is None or type(sender) in (str, int):
+            raise ValueError(f"register_sender({sender!r}): None, str and int cross as they are")
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"register_sender({describe(sender)}): name must be a string")
+        known = self._senders_by_name.get(name)
+        if known is not None and known is not sender:
+            raise ValueError(
+                f"register_sender({describe(sender)}, {name!r}): the name is already taken by "
+                f"{describe(known)}"
+            )
+        self._senders_by_name[name] = sender
+        self._names_by_sender[id(sender)] = (sender, name)
+
+    # -- outgoing ---------------------------------------------------------------------------
+
+    def encode(self, route: Route, sender: Any, payload: dict[str, Any]) -> bytes:
+        """The message of one send; raises `TypeError` or `ValueError` for what cannot cross."""
+        signal = route.signal
+        if sender is None or type(sender) is str or type(sender) is int:
+            wire_sender: Any = sender
+        else:
+            known = self._names_by_sender.get(id(sender))
+            if known is None or known[0] is not sender:
+                raise TypeError(
+                    f"{signal!r}: the sender {describe(sender)} cannot cross Redis; send None, "
+                    f"a str or an int, or call bridge.register_sender(sender, 'a.name') in "
+                    f"every process"
+                )
+            wire_sender = {_wire.SENDER_TAG: known[1]}
+        plain: dict[str, Any] = {}
+        for key, value in payload.items():
+            try:
+                plain[key] = self.codecs.plain(value)
+            except _wire.Unrepresentable as exc:
+                raise TypeError(
+                    f"{signal!r}: payload item {key!r} holds {exc.what}, which cannot cross "
+                    f"Redis as JSON; send JSON values, or register the type with "
+                    f"bridge.register_type() or bridge.register_dataclass()"
+                ) from None
+        data = _wire.seal(
+            {
+                "v": _wire.VERSION,
+                "id": os.urandom(16).hex(),
+                "signal": route.name,
+                "sender": wire_sender,
+                "payload": plain,
+                "origin": self.origin,
+                "ts": time.time(),
+            },
+            self._secret,
+        )
+        if len(data) > self._max_bytes:
+            raise ValueError(
+                f"{signal!r}: the message is {len(data)} bytes, more than "
+                f"max_message_bytes={self._max_bytes}; send an id and load the data instead"
+            )
+        return data
+
+    # -- incoming ---------------------------------------------------------------------------
+
+    def open(self, data: bytes) -> _wire.Envelope:
+        """Check and parse one message; raises `_wire.Dropped`."""
+        return _wire.open_envelope(data, self._secret, self._max_bytes)
+
+    def resolve_sender(self, wire_sender: Any) -> Any:
+        """The sender a message names, from this process's registry; raises `_wire.Dropped`."""
+        if wire_sender is None or type(wire_sender) in (str, int):
+            return wire_sender
+        if type(wire_sender) is dict and set(wire_sender) == {_wire.SENDER_TAG}:
+            name = wire_sender[_wire.SENDER_TAG]
+            if isinstance(name, str) and name in self._senders_by_name:
+                return self._senders_by_name[name]
+            raise _wire.Dropped("unknown_sender", f"no sender is registered as {name!r}")
+        raise _wire.Dropped("malformed", "the sender is not null, a string, an int or a name")
+
+    def inbound(
+        self, data: Any, route: Route, group: str | None
+    ) -> tuple[_wire.Envelope, Any, dict[str, Any]] | None:
+        """Decode one message for *route*; None (counted, logged once) when it is dropped."""
+        try:
+            if not isinstance(data, bytes):
+                raise _wire.Dropped("malformed", "the entry has no message field")
+            envelope = _wire.open_envelope(data, self._secret, self._max_bytes)
+            if envelope.signal != route.name:
+                raise _wire.Dropped(
+                    "unknown_signal", f"{envelope.signal!r} arrived on {route.key!r}"
+                )
+            sender = envelope.sender
+            if not (sender is None or type(sender) is str or type(sender) is int):
+                sender = self.resolve_sender(sender)
+            payload = self.codecs.revive(envelope.payload) if envelope.typed else envelope.payload
+            if "signal" in payload or "sender" in payload:
+                raise _wire.Dropped("malformed", "the payload uses a reserved name")
+        except _wire.Dropped as dropped:
+            self._drop(dropped, route.key if group is None else f"{route.key} ({group})")
+            return None
+        return envelope, sender, payload
+
+    def _drop(self, dropped: _wire.Dropped, where: str) -> None:
+        self._counters.dropped[dropped.kind] += 1
+        if dropped.kind not in self._logged_drops:  # once per kind, not once per message
+            self._logged_drops.add(dropped.kind)
+            logger.warning(
+                "%r dropped a message from %s (%s); further drops of this kind are only "
+                "counted (bridge.statistics().dropped)",
+                self.bridge,
+                where,
+                dropped,
+            )
