@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 import anyio
 
 from ._receivers import ASYNC, SYNC, Entry, Receiver, describe
+from ._task_state import cancel_pending, in_shielded_scope
 
 if TYPE_CHECKING:
     from ._signal import AsyncSignal
@@ -590,7 +591,7 @@ async def _run_in_asyncio_tasks(
             tasks.append(event_loop.create_task(coroutine))
     caller_cancelled: BaseException | None = None
     if children.pending:
-        if eager and _cancel_pending(asyncio.current_task(event_loop)):
+        if eager and cancel_pending(asyncio.current_task(event_loop)):
             # The caller was cancelled before the children started (an anyio scope around
             # it, or a Task.cancel() not delivered yet): its cancellation arrives after the
             # children's next steps, which eager start has scheduled already. Stopped now,
@@ -643,35 +644,6 @@ def _builds_eager_tasks(event_loop: asyncio.AbstractEventLoop) -> bool:
         return True
     uvloop = sys.modules.get("uvloop")
     return uvloop is not None and create_task is uvloop.Loop.create_task
-
-
-def _cancel_pending(task: asyncio.Task[Any] | None) -> bool:
-    """Whether *task* is cancelled at its next ``await``: a ``Task.cancel()`` not delivered
-    yet, or an anyio cancel scope around it cancelled already (not behind a shield).
-
-    Read from asyncio's and anyio's private state (anyio's own task groups read both), at
-    half the cost of anyio's public ``current_effective_deadline()``, which tells the
-    same. Without anyio's asyncio backend loaded there is no anyio scope to look at.
-    """
-    if task is None:  # a coroutine driven by hand, outside any task
-        return False
-    if getattr(task, "_must_cancel", False):
-        return True
-    backend = sys.modules.get("anyio._backends._asyncio")
-    if backend is None:
-        return False
-    try:
-        state = backend._task_states.get(task)
-        scope = None if state is None else state.cancel_scope
-        while scope is not None:
-            if scope.cancel_called:
-                return True
-            if scope.shield:
-                return False
-            scope = scope._parent_scope
-    except AttributeError:  # pragma: no cover - another anyio: the lazy rule then applies
-        pass
-    return False
 
 
 class _Children:
@@ -728,7 +700,7 @@ class _Children:
         for task in self.tasks:
             if task.done() or task is current or not _started(task):
                 continue  # a child that has not started sees `stopping` when it does
-            if _in_shielded_scope(task):
+            if in_shielded_scope(task):
                 shielded = True
             else:
                 task.cancel(_CANCEL_MESSAGE)
@@ -757,25 +729,3 @@ class _Children:
 def _started(task: asyncio.Task[Any]) -> bool:
     coroutine = cast(Coroutine[Any, Any, None], task.get_coro())  # a child or a worker
     return inspect.getcoroutinestate(coroutine) != inspect.CORO_CREATED
-
-
-def _in_shielded_scope(task: asyncio.Task[Any]) -> bool:
-    """Whether *task* is inside an anyio ``CancelScope(shield=True)`` right now.
-
-    anyio's asyncio backend keeps each task's innermost cancel scope in a private table,
-    which its own task groups consult to leave shielded work alone. This reads it, only
-    while a gather is cancelling its receivers, and answers False should anyio stop keeping
-    it that way (tests/test_gather_cancellation.py would then fail).
-    """
-    try:
-        from anyio._backends._asyncio import _task_states
-
-        state = _task_states.get(task)
-        scope = None if state is None else state.cancel_scope
-        while scope is not None:
-            if scope.shield:
-                return True
-            scope = scope._parent_scope
-    except (ImportError, AttributeError):  # pragma: no cover - another anyio
-        pass
-    return False

@@ -400,28 +400,3 @@ def test_create_task_replaced_on_the_loop_object_makes_the_children() -> None:
         assert runner.run(gathered(sig)) == [(receivers[0], "a"), (receivers[1], "b")]
     children = [c for c in created if getattr(c, "__qualname__", "") == "asignals.gather"]
     assert len(children) == 2
-
-
-@pytest.mark.asyncio
-async def test_a_pending_cancellation_is_seen_before_it_is_delivered() -> None:
-    """What gather checks when eager children suspended: will the caller be cancelled?"""
-    caller = asyncio.current_task()
-    assert dispatch._cancel_pending(None) is False
-    assert dispatch._cancel_pending(caller) is False
-    assert caller is not None
-    caller.cancel()
-    assert dispatch._cancel_pending(caller) is True
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.sleep(0)  # delivered here
-    caller.uncancel()
-    assert dispatch._cancel_pending(caller) is False
-    # Scopes without an await inside: the question is what gather would see there.
-    with anyio.CancelScope() as scope:  # noqa: ASYNC100
-        assert dispatch._cancel_pending(caller) is False
-        scope.cancel()
-        assert dispatch._cancel_pending(caller) is True
-        with anyio.CancelScope(shield=True):  # noqa: ASYNC100
-            assert dispatch._cancel_pending(caller) is False
-        with anyio.CancelScope():  # noqa: ASYNC100
-            assert dispatch._cancel_pending(caller) is True
-    assert dispatch._cancel_pending(caller) is False
