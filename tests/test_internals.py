@@ -1,4 +1,13 @@
-"""The connection table on its own: the plans it publishes after each kind of change."""
+"""White-box tests: internal bounds and bookkeeping that no public API can show.
+
+These pin how asignals is built today — the connection table's published plans, the
+loops compiled per payload shape and the caches that bound them, gather's split into
+parts, the hook slot the testing helpers use, the private event loop of send_sync — and
+are expected to change with a redesign. Everything a user can observe is tested by
+behaviour elsewhere (through `receivers_for`, `has_listeners`, the responses of a send,
+logging, `gc` and weak references); a test belongs here only when private state is the
+one thing that can say what it checks.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +36,9 @@ def connect(table: Connections, receiver: Any, sender: Any = None, uid: Any = No
 
 def names(table: Connections, sender: Any = None) -> list[str]:
     return [ref().__qualname__ for ref, _ in table._plan_for(sender)]
+
+
+# -- the connection table on its own: the plans it publishes after each kind of change --------
 
 
 def test_plans_follow_connection_order_for_each_sender() -> None:
