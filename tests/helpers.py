@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
@@ -61,3 +62,40 @@ def values(responses: Responses) -> list[Any]:
 def state(signal: AsyncSignal, *senders: Any) -> list[tuple[list[Callable[..., Any]], bool]]:
     """Everything observable about *signal*'s connections, for before/after comparisons."""
     return [(signal.receivers_for(s), signal.has_listeners(s)) for s in (None, *senders)]
+
+
+def connect_every_kind(signal: AsyncSignal, seen: list[dict[str, Any]], sender: Any) -> list[Any]:
+    """Connect one receiver of each calling convention, each recording the payload it got.
+
+    A sync one, a coroutine one for *sender*, one with a timeout, one in a worker thread
+    for *sender*; they answer "inline", "coroutine", "timeout", "thread". Returns them:
+    keep them alive (signals hold receivers weakly).
+    """
+
+    def payload_of(named: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in named.items() if k not in ("signal", "sender")}
+
+    def inline(**kwargs: Any) -> str:
+        assert kwargs["signal"] is signal
+        seen.append(payload_of(kwargs))
+        return "inline"
+
+    async def coroutine(**kwargs: Any) -> str:
+        await anyio.lowlevel.checkpoint()
+        seen.append(payload_of(kwargs))
+        return "coroutine"
+
+    async def with_timeout(**kwargs: Any) -> str:
+        seen.append(payload_of(kwargs))
+        return "timeout"
+
+    def in_thread(**kwargs: Any) -> str:
+        assert threading.current_thread() is not threading.main_thread()
+        seen.append(payload_of(kwargs))
+        return "thread"
+
+    signal.connect(inline)
+    signal.connect(coroutine, sender=sender)
+    signal.connect(with_timeout, timeout=5)
+    signal.connect(in_thread, sender=sender, to_thread=True)
+    return [inline, coroutine, with_timeout, in_thread]

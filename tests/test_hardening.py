@@ -1,4 +1,4 @@
-"""Hostile input: payload names, receivers that cannot be described, numbers too large for a
+"""Hostile input: receivers that cannot be described, numbers too large for a
 float, reference cycles through tracebacks, autodiscover(module="__init__")."""
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from typing import Any
 
 import anyio.lowlevel
 import pytest
-from helpers import MODES, ROBUST_MODES, Mode, sender_of, sync_recorder
+from helpers import ROBUST_MODES, Mode, sender_of, sync_recorder
 
 from asignals import AsyncSignal, autodiscover
-from asignals import _dispatch as dispatch
 
 pytestmark = pytest.mark.anyio
 
@@ -33,51 +32,6 @@ def no_cycle_collector() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def echo(**kwargs: Any) -> dict[str, Any]:
-    return kwargs
-
-
-# -- payload names ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", MODES)
-async def test_ten_thousand_payload_names_take_the_star_star_loop(mode: Mode) -> None:
-    sig = AsyncSignal("form")
-    sig.connect(echo)
-    form = {f"field_{index}": index for index in range(10_000)}
-    [(_, received)] = await sender_of(sig, mode)(None, **form)
-    assert received == {"signal": sig, "sender": None, **form}
-    shape = tuple(form)
-    assert not _compiled(shape)  # nothing compiled (seconds, before the first await)
-    assert dispatch.loop_for(shape) is dispatch.any_payload_loop
-
-
-async def test_payload_names_up_to_the_cap_are_compiled() -> None:
-    sig = AsyncSignal("wide")
-    sig.connect(echo)
-    at_cap = {f"cap_{index}": index for index in range(dispatch._MAX_NAMES)}
-    over = {**at_cap, "one_more": 0}
-    assert (await sig.send(None, **at_cap))[0][1] == {"signal": sig, "sender": None, **at_cap}
-    assert (await sig.send(None, **over))[0][1] == {"signal": sig, "sender": None, **over}
-    assert _compiled(tuple(at_cap))
-    assert not _compiled(tuple(over))
-
-
-def _compiled(shape: tuple[str, ...]) -> bool:
-    """Whether a loop was compiled for these payload names (by any send mode)."""
-    return shape in dispatch.loops or any(names == shape for names, _, _ in dispatch._guessed)
-
-
-@pytest.mark.parametrize("mode", MODES)
-async def test_payload_named_debug_is_delivered(mode: Mode) -> None:
-    sig = AsyncSignal("debug")
-    sig.connect(echo)
-    payload = {"__debug__": "yes", "order": 1}
-    for _ in range(2):  # and the second time too (it used to recompile and fail again)
-        [(_, received)] = await sender_of(sig, mode)(None, **payload)
-        assert received == {"signal": sig, "sender": None, **payload}
 
 
 # -- receivers that cannot be described -------------------------------------------------------
