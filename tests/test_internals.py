@@ -31,6 +31,18 @@ def echo(**kwargs: Any) -> dict[str, Any]:
     return kwargs
 
 
+def echo_items(**kwargs: Any) -> list[tuple[str, Any]]:
+    return list(kwargs.items())  # in order: the order is part of what is delivered
+
+
+async def async_echo_items(**kwargs: Any) -> list[tuple[str, Any]]:
+    return list(kwargs.items())
+
+
+def items(sig: AsyncSignal, **payload: Any) -> list[tuple[str, Any]]:
+    return [("signal", sig), ("sender", Shop), *payload.items()]
+
+
 def receiver_named(name: str) -> Any:
     def receive(**kwargs: Any) -> str:
         return name
@@ -168,3 +180,157 @@ async def test_the_shape_caches_are_bounded_and_compile_each_shape_once(
         assert child is dispatch.child_loops[("name0",), tuple]  # compiled once
         beyond = dispatch.child_loop_for(("name4",), tuple)  # the ** child, shared
         assert beyond is dispatch.child_loop_for(("name5",), tuple) is not child
+
+
+def test_spellable_shapes_get_their_own_loop_and_others_share_the_generic_one() -> None:
+    spellable = dispatch.loop_for(("order", "user"))
+    assert spellable is dispatch.loop_for(("order", "user"))
+    assert spellable is not dispatch.loop_for(("user", "order"))
+    generic = dispatch.loop_for(("class",))
+    assert generic is dispatch.loop_for(("plan",))
+    assert generic is dispatch.loop_for(("a b",))
+    assert generic is not spellable
+
+
+def test_shape_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "loops", {})
+    monkeypatch.setattr(dispatch, "_MAX_SHAPES", 3)
+    for index in range(10):
+        dispatch.loop_for((f"name{index}",))
+    assert len(dispatch.loops) == 3
+    assert dispatch.loop_for(("name9",)) is dispatch.loop_for(("**",))  # the generic loop
+
+
+@pytest.mark.anyio
+async def test_payload_shape_cache_overflow_still_delivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "loops", {})
+    monkeypatch.setattr(dispatch, "_MAX_SHAPES", 1)
+    sig = AsyncSignal("overflow")
+    sig.connect(echo)
+    assert await sig.send(None, a=1) == [(echo, {"signal": sig, "sender": None, "a": 1})]
+    assert await sig.send(None, b=2) == [(echo, {"signal": sig, "sender": None, "b": 2})]
+
+
+# -- the plan class each mix of receiver kinds gets --------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_plan_class_follows_the_kinds_of_receivers_between_sends(mode: Mode) -> None:
+    """The plan classes behind test_send_order_and_arguments.py's
+    test_receiver_kinds_changing_between_sends_are_each_called_their_way."""
+    sig = AsyncSignal("kinds")
+    send = sender_of(sig, mode)
+    sig.connect(echo_items)
+    assert type(sig._plans[0]) is dispatch.InlinePlan
+    assert await send(Shop, a=1) == [(echo_items, items(sig, a=1))]
+    sig.connect(async_echo_items)
+    assert type(sig._plans[0]) is tuple
+    await send(Shop, a=2)
+    sig.disconnect(echo_items)
+    assert type(sig._plans[0]) is dispatch.AwaitPlan
+    await send(Shop, a=3)
+
+    def in_thread(**kwargs: Any) -> str:
+        return "thread"
+
+    sig.connect(in_thread, weak=False, to_thread=True)
+    assert type(sig._plans[0]) is tuple  # a to_thread receiver: the loop that branches
+    assert await send(Shop, a=4) == [(async_echo_items, items(sig, a=4)), (in_thread, "thread")]
+
+
+def test_plan_classes_follow_every_update() -> None:
+    """Plans published by connect, disconnect, a receiver's death and a sender's own
+    connections all carry the class that matches their receivers."""
+    sig = AsyncSignal("classes")
+
+    def first(**kwargs: Any) -> None: ...
+
+    def second(**kwargs: Any) -> None: ...
+
+    async def third(**kwargs: Any) -> None: ...
+
+    sig.connect(first)
+    sig.connect(second, sender=Shop)
+    assert type(sig._plans[0]) is dispatch.InlinePlan
+    assert type(sig._plan_for(Shop)) is dispatch.InlinePlan
+    assert len(sig._plan_for(Shop)) == 2
+    sig.connect(third)
+    assert type(sig._plans[0]) is tuple
+    assert type(sig._plan_for(Shop)) is tuple
+    sig.disconnect(first)
+    assert type(sig._plans[0]) is dispatch.AwaitPlan
+    assert type(sig._plan_for(Shop)) is tuple  # second (sync) and third (coroutine)
+    del third
+    gc.collect()
+    assert sig._plans[0] == ()
+    assert type(sig._plan_for(Shop)) is dispatch.InlinePlan
+    sig._publish(list(sig._connections))  # the rebuild after deaths during a connect
+    assert type(sig._plan_for(Shop)) is dispatch.InlinePlan
+
+
+# -- the loops a signal remembers from its last send ------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_mismatch_makes_the_next_send_choose_again() -> None:
+    sig = AsyncSignal("rechoose")
+    sig.connect(echo_items)
+    await sig.send(Shop, a=1)
+    chosen = sig._last_loops
+    assert chosen[0] == 1
+    await sig.send(Shop, b=2)  # the loop for `a` was tried, saw `b`, handed it on
+    assert sig._last_loops[0] == -1  # no payload has that length
+    assert await sig.send(Shop, b=3) == [(echo_items, items(sig, b=3))]
+    assert sig._last_loops[0] == 1
+    assert sig._last_loops is not chosen
+
+
+@pytest.mark.anyio
+async def test_guessed_loops_past_the_cap_still_deliver(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "_guessed", {})
+    monkeypatch.setattr(dispatch, "_MAX_SHAPES", 1)
+    sig = AsyncSignal("many_shapes")
+    sig.connect(echo_items)
+    for index in range(8):
+        payload = {f"name_{index}": index, "x": 0}
+        assert await sig.send(Shop, **payload) == [(echo_items, items(sig, **payload))]
+    assert len(dispatch._guessed) <= 5  # the cap: five loops per shape allowed
+
+
+@pytest.mark.anyio
+async def test_names_from_user_input_keep_memory_bounded() -> None:
+    """`send(self, **form)` with ever new names: the loops a signal keeps named copies of
+    stay bounded."""
+    sig = AsyncSignal("forms")
+    sig.connect(echo_items)
+    for index in range(300):
+        one = {f"a{index}": index}
+        two = {f"b{index}": index, f"c{index}": index}
+        assert await sig.send(Shop, **one) == [(echo_items, items(sig, **one))]
+        assert await sig.send(Shop, **two) == [(echo_items, items(sig, **two))]
+    assert len(sig._named_loops) <= 64
+
+
+@pytest.mark.anyio
+async def test_a_signal_whose_names_keep_changing_stops_guessing() -> None:
+    sig = AsyncSignal("unsteady")
+    sig.connect(echo_items)
+    for index in range(40):
+        payload = {"order": index} if index % 2 else {"user": index}
+        assert await sig.send(Shop, **payload) == [(echo_items, items(sig, **payload))]
+    assert sig._misses == 8  # then no more guesses, so no more misses
+    assert sig._last_loops[0] == -1
+
+
+@pytest.mark.anyio
+async def test_the_any_payload_loop_is_not_remembered() -> None:
+    """A payload name the loop cannot pass as a keyword (`plan`) takes the `**` loop; a
+    later payload of the same length with an ordinary name gets its own fast loop."""
+    sig = AsyncSignal("shadowing")
+    sig.connect(echo_items)
+    assert await sig.send(Shop, plan=1) == [(echo_items, items(sig, plan=1))]
+    assert sig._last_loops[0] == -1
+    assert await sig.send(Shop, order=2) == [(echo_items, items(sig, order=2))]
+    assert sig._last_loops[0] == 1
+    assert sig._last_loops[2][0].__code__ is not dispatch.any_payload_loop.__code__

@@ -1,4 +1,5 @@
-"""The dispatch loop compiled per payload shape (asignals/_dispatch.py)."""
+"""What a failing receiver's traceback shows: the line that called the receiver, inside one
+short frame of asignals' own, in every send mode; and the same line in a robust send's log."""
 
 from __future__ import annotations
 
@@ -12,48 +13,11 @@ import pytest
 from helpers import MODES, Mode, sender_of
 
 from asignals import AsyncSignal
-from asignals import _dispatch as dispatch
 
 pytestmark = pytest.mark.anyio
 
 
-def echo(**kwargs: Any) -> dict[str, Any]:
-    return kwargs
-
-
-async def async_echo(**kwargs: Any) -> dict[str, Any]:
-    return kwargs
-
-
-def test_spellable_shapes_get_their_own_loop_and_others_share_the_generic_one() -> None:
-    spellable = dispatch.loop_for(("order", "user"))
-    assert spellable is dispatch.loop_for(("order", "user"))
-    assert spellable is not dispatch.loop_for(("user", "order"))
-    generic = dispatch.loop_for(("class",))
-    assert generic is dispatch.loop_for(("plan",))
-    assert generic is dispatch.loop_for(("a b",))
-    assert generic is not spellable
-
-
-def test_shape_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "loops", {})
-    monkeypatch.setattr(dispatch, "_MAX_SHAPES", 3)
-    for index in range(10):
-        dispatch.loop_for((f"name{index}",))
-    assert len(dispatch.loops) == 3
-    assert dispatch.loop_for(("name9",)) is dispatch.loop_for(("**",))  # the generic loop
-
-
-async def test_payload_shape_cache_overflow_still_delivers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "loops", {})
-    monkeypatch.setattr(dispatch, "_MAX_SHAPES", 1)
-    sig = AsyncSignal("overflow")
-    sig.connect(echo)
-    assert await sig.send(None, a=1) == [(echo, {"signal": sig, "sender": None, "a": 1})]
-    assert await sig.send(None, b=2) == [(echo, {"signal": sig, "sender": None, "b": 2})]
-
-
-async def test_tracebacks_through_the_loop_show_its_source(
+async def test_tracebacks_and_logged_failures_show_the_line_that_called_the_receiver(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     sig = AsyncSignal("tb")
@@ -72,7 +36,7 @@ async def test_tracebacks_through_the_loop_show_its_source(
     assert "response = receiver(signal=signal, sender=sender, order=order)" in caplog.text
 
 
-async def test_traceback_shows_the_dispatch_loop_source() -> None:
+async def test_a_failed_send_shows_the_line_that_called_the_receiver() -> None:
     sig = AsyncSignal("s")
 
     def failing(**kwargs: Any) -> None:
