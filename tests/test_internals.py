@@ -11,10 +11,12 @@ one thing that can say what it checks.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from typing import Any
 
 import pytest
+import uvloop
 from helpers import MODES, Mode, connect_every_kind, sender_of
 
 from asignals import AsyncSignal
@@ -334,3 +336,56 @@ async def test_the_any_payload_loop_is_not_remembered() -> None:
     assert await sig.send(Shop, order=2) == [(echo_items, items(sig, order=2))]
     assert sig._last_loops[0] == 1
     assert sig._last_loops[2][0].__code__ is not dispatch.any_payload_loop.__code__
+
+
+# -- gather on asyncio: a plan's parts, and when it builds eager tasks itself ------------------
+
+
+@pytest.mark.asyncio
+async def test_a_plan_splits_into_parts_once() -> None:
+    sig = AsyncSignal("s")
+
+    async def a(**kwargs: Any) -> str:
+        return "a"
+
+    async def b(**kwargs: Any) -> str:
+        return "b"
+
+    sig.connect(a)
+    plan = sig._plan_to_send(None, {})
+    assert dispatch._parts(plan) is dispatch._parts(plan)
+    sig.connect(b)
+    assert await sig.gather(None) == [(a, "a"), (b, "b")]  # a new plan, its own parts
+    assert len(dispatch._parts(sig._plan_to_send(None, {}))) == 2
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """A loop with a create_task of its own (test_gather_concurrency.py checks that gather
+    calls it)."""
+
+    def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        return super().create_task(coro, **kwargs)
+
+
+@pytest.mark.parametrize("factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_eager_tasks_only_on_plain_loops_without_a_task_factory(factory: Any) -> None:
+    """The check itself, on every Python (on 3.11 gather never asks it)."""
+
+    async def probe() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        answers = [dispatch._builds_eager_tasks(loop)]
+        loop.set_task_factory(lambda loop, coro, **kw: asyncio.Task(coro, loop=loop, **kw))
+        answers.append(dispatch._builds_eager_tasks(loop))
+        loop.set_task_factory(None)
+        return answers
+
+    loop = factory()
+    try:
+        assert loop.run_until_complete(probe()) == [True, False]
+    finally:
+        loop.close()
+    other = CountingLoop()
+    try:
+        assert dispatch._builds_eager_tasks(other) is False
+    finally:
+        other.close()

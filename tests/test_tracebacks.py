@@ -14,9 +14,8 @@ from helpers import MODES, Mode, sender_of
 
 from asignals import AsyncSignal
 
-pytestmark = pytest.mark.anyio
 
-
+@pytest.mark.anyio
 async def test_tracebacks_and_logged_failures_show_the_line_that_called_the_receiver(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -36,6 +35,7 @@ async def test_tracebacks_and_logged_failures_show_the_line_that_called_the_rece
     assert "response = receiver(signal=signal, sender=sender, order=order)" in caplog.text
 
 
+@pytest.mark.anyio
 async def test_a_failed_send_shows_the_line_that_called_the_receiver() -> None:
     sig = AsyncSignal("s")
 
@@ -48,6 +48,23 @@ async def test_a_failed_send_shows_the_line_that_called_the_receiver() -> None:
     text = "".join(traceback.format_exception(info.value))
     assert 'File "<asignals.send>", line ' in text
     assert "receiver(signal=signal, sender=sender, order=order)" in text
+
+
+@pytest.mark.asyncio
+async def test_a_failed_gather_on_asyncio_shows_the_line_that_awaited_the_receiver() -> None:
+    """On asyncio each receiver runs in a task of its own: its frame is "asignals.gather"."""
+    sig = AsyncSignal("tb")
+
+    async def fails(**kwargs: Any) -> None:
+        raise ValueError("boom")
+
+    sig.connect(fails)
+    with pytest.raises(ExceptionGroup) as info:
+        await sig.gather(None, order=1)
+    (error,) = info.value.exceptions
+    text = "".join(traceback.format_exception(error))
+    assert 'File "<asignals.gather>", line ' in text
+    assert "await receiver(signal=signal, sender=sender, order=order)" in text
 
 
 class Refused(Exception):
@@ -65,6 +82,7 @@ async def async_refuse(**kwargs: Any) -> None:
 GENERATED_FRAME = re.compile(r'  File "<(asignals\.(?:send|gather))>", line \d+, in \1')
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("mode", [*MODES, "send_sync"])
 @pytest.mark.parametrize("receiver", [refuse, async_refuse], ids=["sync", "coroutine"])
 async def test_a_failing_receivers_traceback_shows_one_short_asignals_frame(

@@ -1,27 +1,31 @@
-"""gather with eager child tasks (Python 3.12+ on asyncio and uvloop), and the promises
-that must hold whether the children start eagerly or not.
+"""gather's concurrency on asyncio and uvloop: each receiver in a task of its own, started
+eagerly on Python 3.12+, and what a failure, an interrupt or a cancellation does to the
+others whether they started eagerly or not; then max_concurrency's workers, robust
+failures, receivers collected meanwhile, and what a failure must not keep alive.
 
 On 3.12+ each child task runs at once, inside the Task constructor, up to its first
 suspension (design.md, "Gather"). A child may then fail, or be interrupted, while later
 children are still to be created: those must run nothing, the ones already suspended must
 be cancelled, and the error must reach the caller. The eager-only tests are skipped on
 3.11; the others run on every version and pin the same promise for lazy children.
+(test_gather_cancellation.py covers cancellation on every backend, trio included.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
+import logging
 import sys
+import weakref
 from collections.abc import Coroutine, Generator
 from typing import Any
 
 import anyio
 import pytest
-import uvloop
 
 from asignals import AsyncSignal
-from asignals import _dispatch as dispatch
 
 eager_only = pytest.mark.skipif(
     sys.version_info < (3, 12), reason="eager tasks exist from Python 3.12 on"
@@ -356,30 +360,6 @@ def test_a_loop_with_its_own_create_task_makes_the_children() -> None:
         assert CountingLoop.created == 3  # the runner's task for the gather, and 2 children
 
 
-@pytest.mark.parametrize("factory", [asyncio.new_event_loop, uvloop.new_event_loop])
-def test_eager_tasks_only_on_plain_loops_without_a_task_factory(factory: Any) -> None:
-    """The check itself, on every Python (on 3.11 gather never asks it)."""
-
-    async def probe() -> list[bool]:
-        loop = asyncio.get_running_loop()
-        answers = [dispatch._builds_eager_tasks(loop)]
-        loop.set_task_factory(lambda loop, coro, **kw: asyncio.Task(coro, loop=loop, **kw))
-        answers.append(dispatch._builds_eager_tasks(loop))
-        loop.set_task_factory(None)
-        return answers
-
-    loop = factory()
-    try:
-        assert loop.run_until_complete(probe()) == [True, False]
-    finally:
-        loop.close()
-    other = CountingLoop()
-    try:
-        assert dispatch._builds_eager_tasks(other) is False
-    finally:
-        other.close()
-
-
 def test_create_task_replaced_on_the_loop_object_makes_the_children() -> None:
     """Instrumentation that wraps ``loop.create_task`` on the instance (after gathers ran
     already) sees every child task, as on Python 3.11."""
@@ -400,3 +380,166 @@ def test_create_task_replaced_on_the_loop_object_makes_the_children() -> None:
         assert runner.run(gathered(sig)) == [(receivers[0], "a"), (receivers[1], "b")]
     children = [c for c in created if getattr(c, "__qualname__", "") == "asignals.gather"]
     assert len(children) == 2
+
+
+# -- failures, limits and collected receivers -----------------------------------------------
+
+
+class Payload:
+    """A payload item that can be weakly referenced, to see when it is freed."""
+
+
+@pytest.mark.asyncio
+async def test_a_receiver_collected_while_the_gather_runs_is_skipped() -> None:
+    sig = AsyncSignal("s")
+    later: list[Any] = []
+
+    async def first(**kwargs: Any) -> str:
+        later.clear()  # the last strong reference to `second`: its task finds it dead
+        await asyncio.sleep(0)
+        return "first"
+
+    async def second(**kwargs: Any) -> str:  # pragma: no cover - collected before its turn
+        return "second"
+
+    later.append(second)
+    sig.connect(first)
+    sig.connect(second)
+    del second
+    # Tasks start in connection order on asyncio: `first` runs before `second`'s task looks.
+    assert await sig.gather(None) == [(first, "first")]
+
+
+@pytest.mark.parametrize("at_once", [True, False], ids=["at-once", "after-a-checkpoint"])
+@pytest.mark.asyncio
+async def test_robust_failure_is_a_response_and_logged(
+    at_once: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    sig = AsyncSignal("s")
+
+    async def fails(**kwargs: Any) -> None:
+        if not at_once:
+            await asyncio.sleep(0)
+        raise ValueError("boom")
+
+    async def works(**kwargs: Any) -> str:
+        return "ok"
+
+    sig.connect(fails)
+    sig.connect(works)
+    with caplog.at_level(logging.ERROR, logger="asignals"):
+        responses = await sig.gather_robust(None, order=1)
+    assert [r for r, _ in responses] == [fails, works]
+    assert isinstance(responses[0][1], ValueError)
+    assert responses[1][1] == "ok"
+    assert "raised ValueError" in caplog.text
+
+
+@pytest.mark.parametrize("at_once", [True, False], ids=["at-once", "after-a-checkpoint"])
+@pytest.mark.parametrize("robust", [False, True], ids=["gather", "gather_robust"])
+@pytest.mark.asyncio
+async def test_a_failure_does_not_keep_the_payload_alive(
+    at_once: bool, robust: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child's frame is in the failure's traceback: it must not hold `children`
+    (which holds the failure) or its responses once it has reported."""
+    monkeypatch.setattr(logging.getLogger("asignals"), "disabled", True)
+    sig = AsyncSignal("s")
+
+    async def fails(**kwargs: Any) -> None:
+        if not at_once:
+            await asyncio.sleep(0)
+        raise ValueError("receiver failed")
+
+    sig.connect(fails)
+    gc.collect()
+    gc.disable()
+    try:
+        payload = Payload()
+        alive = weakref.ref(payload)
+        if robust:
+            responses = await sig.gather_robust(None, order=payload)
+            error = responses[0][1]
+            del responses
+        else:
+            try:
+                await sig.gather(None, order=payload)
+            except ExceptionGroup as group:
+                (error,) = group.exceptions
+        assert isinstance(error, ValueError)
+        assert error.__traceback__ is not None  # the receiver's frames are still there
+        del payload, error
+        assert alive() is None, "a reference cycle keeps the payload alive"
+    finally:
+        gc.enable()
+
+
+@pytest.mark.asyncio
+async def test_limited_gather_runs_its_receivers_in_as_many_tasks_as_the_limit() -> None:
+    sig = AsyncSignal("s", max_concurrency=2)
+    tasks: list[asyncio.Task[Any] | None] = []
+    receivers = []
+    for index in range(5):
+
+        async def receiver(index: int = index, **kwargs: Any) -> int:
+            tasks.append(asyncio.current_task())
+            await asyncio.sleep(0)
+            return index
+
+        receivers.append(receiver)
+        sig.connect(receiver)
+    caller = asyncio.current_task()
+    assert await sig.gather(None) == [(r, i) for i, r in enumerate(receivers)]
+    assert len(set(tasks)) == 2  # two workers, each running parts one after another
+    assert caller not in tasks
+    assert all(task is not None and task.done() for task in tasks)
+
+
+@pytest.mark.asyncio
+async def test_limited_gather_stops_at_the_first_failure() -> None:
+    sig = AsyncSignal("s", max_concurrency=1)
+    ran: list[str] = []
+
+    async def fails(**kwargs: Any) -> None:
+        ran.append("fails")
+        raise ValueError("boom")
+
+    async def after(**kwargs: Any) -> None:  # pragma: no cover - never reached
+        ran.append("after")
+
+    sig.connect(fails)
+    sig.connect(after)
+    with pytest.raises(ExceptionGroup) as info:
+        await sig.gather(None)
+    assert [str(e) for e in info.value.exceptions] == ["boom"]
+    assert ran == ["fails"]  # the receiver after the failure never ran
+
+
+@pytest.mark.asyncio
+async def test_a_disconnected_sync_receiver_is_freed_without_the_collector_after_a_gather() -> None:
+    # Gathering sync receivers must leave no reference cycle behind: a disconnected strong
+    # receiver (and what it holds) would then live until the cycle collector ran.
+    class Held:
+        pass
+
+    held = Held()
+    alive = weakref.ref(held)
+
+    def holding(held: Held = held, **kwargs: Any) -> Held:
+        return held
+
+    def other(**kwargs: Any) -> int:
+        return 1
+
+    signal = AsyncSignal("sync_only")
+    signal.connect(holding, weak=False)
+    signal.connect(other, weak=False)
+    assert [response for _, response in await signal.gather(None)] == [held, 1]
+    gc.collect()
+    gc.disable()
+    try:
+        signal.disconnect(holding)
+        del holding, held
+        assert alive() is None
+    finally:
+        gc.enable()
