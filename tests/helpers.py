@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import anyio
@@ -99,3 +100,15 @@ def connect_every_kind(signal: AsyncSignal, seen: list[dict[str, Any]], sender: 
     signal.connect(with_timeout, timeout=5)
     signal.connect(in_thread, sender=sender, to_thread=True)
     return [inline, coroutine, with_timeout, in_thread]
+
+
+@contextmanager
+def connect_in_progress(signal: AsyncSignal) -> Iterator[None]:
+    """As if another thread were inside ``signal.connect()`` while the block runs.
+
+    Receivers and senders that die meanwhile are not pruned at once: the next change
+    (connect or disconnect) prunes them. This is the one place the tests take the
+    signal's private lock to stage that race deterministically.
+    """
+    with signal._lock:
+        yield

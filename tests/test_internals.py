@@ -13,16 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
+import weakref
 from typing import Any
 
 import pytest
 import uvloop
-from helpers import MODES, Mode, connect_every_kind, sender_of
+from helpers import (
+    MODES,
+    Mode,
+    connect_every_kind,
+    connect_in_progress,
+    sender_of,
+    sync_recorder,
+)
 
 from asignals import AsyncSignal
 from asignals import _dispatch as dispatch
 from asignals._connections import Connections
 from asignals._receivers import SYNC, make_ref
+from asignals.testing import capture, connected_to, muted
 
 
 class Shop:
@@ -119,6 +129,162 @@ def test_a_death_while_the_lock_is_held_is_pruned_by_the_next_change() -> None:
     connect(table, kept)
     assert names(table) == ["kept"]
     assert not table._prune_pending
+
+
+# -- a signal's connections and plans: nothing left behind -----------------------------------
+# test_weak_and_cache.py and test_threads.py check what a user sees in these situations;
+# these check that the bookkeeping behind it is gone too.
+
+
+def test_a_dead_senders_plan_stays_until_the_next_change_while_a_connect_is_in_progress() -> None:
+    """What test_reused_id_is_safe_even_before_the_dead_sender_is_pruned relies on."""
+    sig = AsyncSignal("s")
+    handler = sync_recorder([], "h")
+    shop = Shop()
+    sig.connect(handler, sender=shop)
+    dead_id = id(shop)
+    with connect_in_progress(sig):
+        del shop
+        gc.collect()
+    assert dead_id in sig._plans[1]  # the stale plan is really there, under the same id
+    other = sync_recorder([], "other")
+    sig.connect(other)
+    assert dead_id not in sig._plans[1]
+
+
+def test_deaths_during_a_connect_leave_no_connection_behind_after_the_next_change() -> None:
+    """The situations of test_receiver_dying_while_pruning_is_deferred_is_skipped and
+    test_deferred_prune_keeps_the_survivors_in_connection_order."""
+    sig = AsyncSignal("s")
+    handler, keep = sync_recorder([], "h"), sync_recorder([], "keep")
+    sig.connect(handler)
+    sig.connect(handler, sender=Shop)
+    sig.connect(keep)
+    with connect_in_progress(sig):
+        del handler
+        gc.collect()
+    other = sync_recorder([], "other")
+    sig.connect(other)
+    assert len(sig._connections) == 2
+
+    sig = AsyncSignal("s")
+    shop, other_shop = Shop(), Shop()
+    first, doomed = sync_recorder([], "first"), sync_recorder([], "doomed")
+    for_shop, for_other = sync_recorder([], "for_shop"), sync_recorder([], "for_other")
+    last = sync_recorder([], "last")
+    sig.connect(first)
+    sig.connect(doomed, sender=shop)
+    sig.connect(for_shop, sender=shop)
+    sig.connect(doomed)
+    sig.connect(for_other, sender=other_shop)
+    with connect_in_progress(sig):
+        del doomed
+        gc.collect()
+    sig.connect(last)  # prunes everything that died meanwhile, then connects
+    assert len(sig._connections) == 4
+
+
+def test_per_object_connections_leave_no_connection_or_plan_behind() -> None:
+    """The situation of test_per_object_connections_come_and_go_one_by_one."""
+    sig = AsyncSignal("per-object")
+    handler = sync_recorder([], "h")
+    common = sync_recorder([], "common")
+    sig.connect(common)
+    jobs = [Shop() for _ in range(200)]
+    for job in jobs:
+        sig.connect(handler, sender=job)
+    for job in jobs[:50]:
+        assert sig.disconnect(handler, sender=job)
+    del jobs[50:100]
+    gc.collect()
+    assert len(sig._connections) == 1 + 100  # common, and the 100 jobs still alive
+    assert len(sig._plans[1]) == 100  # no plan left behind for a dead or finished job
+
+
+def test_receivers_dying_in_another_thread_leave_no_connection_behind() -> None:
+    """The situation of test_receivers_dying_in_another_thread_are_pruned."""
+    sig = AsyncSignal("s")
+    holder = [sync_recorder([], str(i)) for i in range(50)]
+    for func in holder:
+        sig.connect(func)
+    del func
+
+    def drop() -> None:
+        holder.clear()
+        gc.collect()
+
+    thread = threading.Thread(target=drop)
+    thread.start()
+    thread.join(10)
+    assert sig._connections == []
+
+
+# -- the hook slot the testing helpers use ----------------------------------------------------
+
+
+def hooked(signal: AsyncSignal) -> bool:
+    """Whether something is installed in the signal's hook slot (checked on every send)."""
+    return signal._hook is not None
+
+
+def test_the_testing_helpers_take_their_hook_off_when_the_last_block_exits() -> None:
+    """test_testing_helpers.py checks what the helpers do (the situations below are its
+    tests'); this, that a signal is left with no hook to check on every send."""
+
+    def handler(**kwargs: Any) -> None: ...
+
+    sig = AsyncSignal("s")
+    sig.connect(handler)
+    with pytest.raises(TypeError, match="AsyncSignal"), muted(sig, "nope"):  # type: ignore[arg-type]
+        pass
+    assert not hooked(sig)  # a muted() with a bad signal
+    with muted(sig):
+        with muted(sig):
+            pass
+        with muted(sig, sig):
+            pass
+    assert not hooked(sig)  # nested muted()
+    mute, recording = muted(sig), capture(sig)
+    mute.__enter__()
+    recording.__enter__()
+    mute.__exit__(None, None, None)  # leave the muted block first: not nested
+    assert hooked(sig)  # the capture is still recording
+    recording.__exit__(None, None, None)
+    assert not hooked(sig)  # overlapping muted() and capture()
+    with connected_to(handler, sig), capture(sig), muted(sig):
+        pass
+    assert not hooked(sig)  # every helper together
+
+
+# -- send_sync's event loop, kept per thread ---------------------------------------------------
+
+
+def test_the_kept_loop_is_closed_at_exit_or_with_its_thread() -> None:
+    """test_send_sync.py checks that the loop goes with its thread; only this can reach the
+    function registered with atexit."""
+    from asignals._sync import _close_at_exit, _private_loop, _threads
+
+    kept_in_thread: list[Any] = []
+
+    def work() -> None:
+        kept = _private_loop()
+        assert _private_loop() is kept
+        kept_in_thread.append((weakref.ref(kept), kept._loop))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(30)
+    [(ref, loop)] = kept_in_thread
+    gc.collect()
+    assert ref() is None  # went with its thread
+    assert loop.is_closed()
+
+    kept = _private_loop()  # this thread's
+    _close_at_exit(weakref.ref(kept))
+    assert kept._loop.is_closed()
+    kept.close()  # twice is fine
+    del _threads.loop
+    _close_at_exit(ref)  # a loop that is gone already: nothing to do
 
 
 # -- the loops compiled per payload shape, and the caches that bound them --------------------

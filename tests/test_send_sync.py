@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -19,7 +20,6 @@ import pytest
 from helpers import MODES, Mode, receivers, sender_of, values
 
 from asignals import AsyncSignal
-from asignals._sync import _threads
 from asignals.testing import capture
 
 
@@ -42,6 +42,11 @@ def coroutine_recorder(seen: list[str], name: str) -> Callable[..., Any]:
         return name
 
     return receive
+
+
+def event_loops() -> set[int]:
+    """The ids of the event loops alive in the process (a garbage collector's view)."""
+    return {id(o) for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)}
 
 
 def run_in_fresh_thread(work: Callable[[], Any]) -> Any:
@@ -206,10 +211,11 @@ def test_without_a_loop_sync_receivers_start_no_event_loop() -> None:
     sig.connect(receive)
 
     def work() -> Any:
+        before = event_loops()
         responses = sig.send_sync(Shop)
-        return values(responses), getattr(_threads, "loop", None)
+        return values(responses), event_loops() - before
 
-    assert run_in_fresh_thread(work) == (["plain"], None)
+    assert run_in_fresh_thread(work) == (["plain"], set())  # no loop made, none kept
     assert loops_seen == [False]
 
 
@@ -379,28 +385,28 @@ def test_without_a_loop_an_interrupt_outside_the_receiver_cancels_it_cleanly() -
     assert events == ["cleaned up"]
 
 
-def test_the_kept_loop_is_closed_at_exit_or_with_its_thread() -> None:
-    import gc
-    import weakref
+def test_the_loop_a_thread_sent_on_is_closed_and_freed_with_the_thread() -> None:
+    """(test_internals.py checks that it is closed at exit too.)"""
+    sig = AsyncSignal("s")
 
-    from asignals._sync import _close_at_exit, _private_loop
+    async def receive(**kwargs: Any) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    sig.connect(receive)
 
     def work() -> Any:
-        kept = _private_loop()
-        assert _private_loop() is kept
-        return weakref.ref(kept), kept._loop
+        [first], [second] = values(sig.send_sync(Shop)), values(sig.send_sync(Shop))
+        assert second is first  # kept for the thread, reused
+        assert not first.is_closed()
+        return first
 
-    ref, loop = run_in_fresh_thread(work)
+    loop = run_in_fresh_thread(work)
     gc.collect()
-    assert ref() is None  # went with its thread
-    assert loop.is_closed()
-
-    kept = _private_loop()  # this thread's
-    _close_at_exit(weakref.ref(kept))
-    assert kept._loop.is_closed()
-    kept.close()  # twice is fine
-    del _threads.loop
-    _close_at_exit(ref)  # a loop that is gone already: nothing to do
+    assert loop.is_closed()  # went with its thread
+    freed = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert freed() is None
 
 
 def test_capture_sees_a_send_from_sync_code_without_a_loop() -> None:
