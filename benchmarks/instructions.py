@@ -6,17 +6,19 @@ use (a :class:`~._model.Setup` handed to the dispatch section's implementations,
 in-process app of :mod:`benchmarks.asgi_app`), and run by a child interpreter::
 
     PYTHONHASHSEED=0 valgrind --tool=callgrind --dump-before=getppid \\
-        PY -m benchmarks.instructions PROGRAM LOW HIGH
+        PY -m benchmarks.instructions LOW HIGH PROGRAM [PROGRAM ...]
 
-The child builds the program and runs a few warm-up operations, then *LOW* operations and
-*HIGH* operations, with the garbage collector off (as the timed sections pause it). It
-calls ``os.getppid()`` before, between and after the two runs, which nothing else in the
-child calls: callgrind writes its counts at each call, so the child's instructions come in
-parts, and the difference of the two runs' parts divided by ``HIGH - LOW`` is the
-instructions of one operation (start-up, imports, building, warm-up and the cost of
-starting a run all cancel). Each operation compares asignals with the baseline its timed
-ratio divides by; the middleware's figures are each variant's instructions above the bare
-app's.
+For each program in turn, the child builds it and runs a few warm-up operations, then
+*LOW* operations and *HIGH* operations, with the garbage collector off (as the timed
+sections pause it). It calls ``os.getppid()`` before, between and after the two runs,
+which nothing else in the child calls: callgrind writes its count at each call, so the
+child's instructions come in parts, three per program, and the difference of the two
+runs' parts divided by ``HIGH - LOW`` is the instructions of one operation (start-up,
+imports, building, warm-up and the cost of starting a run all cancel). One child runs
+several programs because its start-up (some 800 million instructions, ten seconds under
+callgrind) is most of a child's run. Each operation compares asignals with the baseline
+its timed ratio divides by; the middleware's figures are each variant's instructions
+above the bare app's.
 """
 
 from __future__ import annotations
@@ -179,9 +181,9 @@ def read_parts(paths: Sequence[Path]) -> list[int]:
     return [total for _, total in sorted(parts)]
 
 
-def count(interpreter: str, args: Sequence[str]) -> list[int]:
+def count(interpreter: str, args: Sequence[str]) -> tuple[list[int], str]:
     """The instructions of each part of ``interpreter *args`` (run from ROOT) that ended at
-    a call of the marker, under callgrind."""
+    a call of the marker, under callgrind; and what the program printed."""
     with tempfile.TemporaryDirectory(prefix="asignals-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         done = subprocess.run(
@@ -204,21 +206,43 @@ def count(interpreter: str, args: Sequence[str]) -> list[int]:
             # valgrind's own lines start with ==pid==; the program's last line says why.
             lines = [ln for ln in done.stderr.splitlines() if ln and not ln.startswith("==")]
             raise RuntimeError(f"exited with {done.returncode}: {(lines or ['no output'])[-1]}")
-        return read_parts(sorted(Path(tmp).glob("callgrind.out*")))
+        return read_parts(sorted(Path(tmp).glob("callgrind.out*"))), done.stdout
 
 
 def per_operation(parts: Sequence[int], counts: tuple[int, int]) -> float:
-    """Instructions of one operation, from the parts of a child run at *counts*.
+    """Instructions of one operation, from one program's three parts of a child run.
 
-    The child's marker ends three parts: before the runs, the run of ``counts[0]``
-    operations, the run of ``counts[1]``.
+    The child's marker ends three parts per program: its building and warm-up, its run of
+    ``counts[0]`` operations, its run of ``counts[1]``.
     """
     if len(parts) != 3:
-        raise ValueError(
-            f"callgrind split the run into {len(parts)} part(s) at {MARKER}(), expected 3 "
-            "(is the interpreter's libc call of it hidden from valgrind?)"
-        )
+        raise ValueError(f"a program's count comes in 3 parts, got {len(parts)}")
     return (parts[2] - parts[1]) / (counts[1] - counts[0])
+
+
+def per_program(
+    parts: Sequence[int], programs: Sequence[str], counts: tuple[int, int], printed: str
+) -> dict[str, float | str]:
+    """Each program's instructions per operation, or why the child could not run it.
+
+    A program the child could not build is a line ``n/a<TAB>PROGRAM<TAB>REASON`` of its
+    output, and has no parts.
+    """
+    results: dict[str, float | str] = {}
+    for line in printed.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 3 and fields[0] == "n/a":
+            results[fields[1]] = f"{fields[1]}: n/a, {fields[2]}"
+    counted = [program for program in programs if program not in results]
+    if len(parts) != 3 * len(counted):
+        raise ValueError(
+            f"callgrind split the run into {len(parts)} part(s) at {MARKER}(), expected "
+            f"{3 * len(counted)} (3 per program; is the interpreter's call of {MARKER}() "
+            "hidden from valgrind?)"
+        )
+    for index, program in enumerate(counted):
+        results[program] = per_operation(parts[3 * index : 3 * index + 3], counts)
+    return results
 
 
 def _python_of(interpreter: str) -> str:
@@ -267,28 +291,28 @@ def _run_python(interpreter: str, ops: Sequence[Operation]) -> list[InstructionR
             InstructionRow(interpreter, op.label, op.baseline, na=f"could not run: {exc}")
             for op in ops
         ]
-    jobs = list(
-        dict.fromkeys(
-            (program, op.counts)
-            for op in ops
-            for program in (op.program, op.baseline_program, op.subtract)
-            if program is not None
-        )
-    )
+    # One child per pair of counts, two at a time (instruction counts do not depend on
+    # what else the machine does).
+    jobs: dict[tuple[int, int], list[str]] = {}
+    for op in ops:
+        for program in (op.program, op.baseline_program, op.subtract):
+            if program is not None and program not in jobs.setdefault(op.counts, []):
+                jobs[op.counts].append(program)
 
-    def measure(job: tuple[str, tuple[int, int]]) -> float | str:
-        program, counts = job
-        args = ["-m", "benchmarks.instructions", program, *(str(n) for n in counts)]
+    def measure(counts: tuple[int, int]) -> dict[str, float | str]:
+        programs = jobs[counts]
+        args = ["-m", "benchmarks.instructions", *(str(n) for n in counts), *programs]
         try:
-            return per_operation(count(interpreter, args), counts)
+            parts, printed = count(interpreter, args)
+            return per_program(parts, programs, counts, printed)
         except (OSError, subprocess.SubprocessError, RuntimeError, ValueError) as exc:
-            return f"{program}: {exc}"
+            return dict.fromkeys(programs, str(exc))
 
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         measured = dict(zip(jobs, pool.map(measure, jobs), strict=True))
 
     def per_op(program: str | None, counts: tuple[int, int]) -> float | str:
-        return 0.0 if program is None else measured[(program, counts)]
+        return 0.0 if program is None else measured[counts][program]
 
     rows = []
     for op in ops:
@@ -391,19 +415,21 @@ def summary_line(results: Results) -> str:
 # -- the counted child ----------------------------------------------------------------------
 
 
-def build(program: str) -> Batch:
+def build(program: str) -> Batch | NotApplicable:
     """The batch a program name stands for, built as the timed section builds it."""
     parts = program.split("/")
-    if parts[0] == "asgi" and len(parts) == 2:
+    if parts[0] == "asgi" and len(parts) == 2 and parts[1] in ASGI_VARIANTS:
         from . import asgi, asgi_app
 
         return asgi.request_batch(asgi_app.FACTORIES[parts[1]](asgi_app.minimal))
-    if parts[0] == "send" and len(parts) == 4:
+    if parts[0] == "send" and len(parts) == 4 and parts[1] in ("sync", "async"):
         from . import dispatch
         from ._receivers import make_receivers
 
         kind, n, name = parts[1], int(parts[2]), parts[3]
-        impl = next(i for i in dispatch.implementations(peers=True) if i.name == name)
+        impl = next((i for i in dispatch.implementations(peers=True) if i.name == name), None)
+        if impl is None:
+            return NotApplicable(f"no implementation named {name!r}")
         case = Case("send", _kind(kind), n, "asyncio")
         setup = Setup(
             case,
@@ -412,43 +438,41 @@ def build(program: str) -> Batch:
             dict(dispatch.PAYLOAD),
             object(),
         )
-        built = impl.build(setup)
-        if isinstance(built, NotApplicable):
-            raise SystemExit(f"{program}: n/a, {built.reason}")
         # The setup owns the receivers (weakly connected ones die with it): keep it.
         _KEPT.append(setup)
-        return built
-    raise SystemExit(f"unknown program {program!r}: send/KIND/N/IMPLEMENTATION or asgi/VARIANT")
+        return impl.build(setup)
+    return NotApplicable("programs are send/sync|async/N/IMPLEMENTATION or asgi/VARIANT")
 
 
+ASGI_VARIANTS = ("bare", "floor", "signals_async", "signals_sync", "noop")
 _KEPT: list[Setup] = []
 
 
 def _kind(text: str) -> Kind:
-    if text == "sync":
-        return "sync"
-    if text == "async":
-        return "async"
-    raise SystemExit(f"receiver kind {text!r}: sync or async")
+    return "sync" if text == "sync" else "async"
 
 
 def main(argv: Sequence[str]) -> None:
-    """``python -m benchmarks.instructions PROGRAM LOW HIGH``: what callgrind counts."""
+    """``python -m benchmarks.instructions LOW HIGH PROGRAM...``: what callgrind counts."""
     import asyncio
     import gc
 
-    program, low, high = argv
-    batch = build(program)
+    low, high, *programs = argv
 
     async def operate() -> None:
-        await batch(WARM_UP)
-        gc.collect()
-        gc.disable()
-        os.getppid()  # each call ends a part of callgrind's count: see the module's docstring
-        await batch(int(low))
-        os.getppid()
-        await batch(int(high))
-        os.getppid()
+        for program in programs:
+            batch = build(program)
+            if isinstance(batch, NotApplicable):
+                print(f"n/a\t{program}\t{batch.reason}", flush=True)
+                continue
+            await batch(WARM_UP)
+            gc.collect()
+            gc.disable()
+            os.getppid()  # each call ends a part of callgrind's count: see the docstring
+            await batch(int(low))
+            os.getppid()
+            await batch(int(high))
+            os.getppid()
 
     asyncio.run(operate())
 

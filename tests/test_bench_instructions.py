@@ -49,7 +49,8 @@ def test_each_call_of_the_marker_ends_a_counted_part() -> None:
         "import os\nos.getppid()\nfor i in range(1000): pass\n"
         "os.getppid()\nfor i in range(3000): pass\nos.getppid()\n"
     )
-    parts = instructions.count(sys.executable, ["-c", program])
+    parts, printed = instructions.count(sys.executable, ["-c", program])
+    assert printed == ""
     assert len(parts) == 3
     assert parts[0] > parts[2] > parts[1] > 0  # start-up, then the short and the long run
     assert instructions.per_operation(parts, (1000, 3000)) > 0
@@ -71,9 +72,22 @@ def test_a_file_without_counts_is_refused(tmp_path: Path) -> None:
 
 
 def test_one_operation_is_the_difference_of_the_two_runs_over_their_counts() -> None:
-    assert instructions.per_operation([10**9, 9_000_000, 27_000_000], (1000, 3000)) == 9000.0
-    with pytest.raises(ValueError, match="expected 3"):
-        instructions.per_operation([10**9, 9_000_000], (1000, 3000))
+    assert instructions.per_operation([10**7, 9_000_000, 27_000_000], (1000, 3000)) == 9000.0
+
+
+def test_each_program_of_a_child_has_three_parts_and_one_it_could_not_build_none() -> None:
+    parts = [10**9, 9_000_000, 27_000_000, 10**7, 3_000_000, 9_000_000]
+    printed = "n/a\tsend/async/1/aiosignal send\taiosignal is not installed\n"
+    programs = ["send/sync/1/asignals", "send/async/1/aiosignal send", "send/sync/1/strict floor"]
+    assert instructions.per_program(parts, programs, (1000, 3000), printed) == {
+        "send/sync/1/asignals": 9000.0,
+        "send/async/1/aiosignal send": (
+            "send/async/1/aiosignal send: n/a, aiosignal is not installed"
+        ),
+        "send/sync/1/strict floor": 3000.0,
+    }
+    with pytest.raises(ValueError, match="expected 9"):
+        instructions.per_program(parts, programs, (1000, 3000), "")
 
 
 def _results() -> Results:
