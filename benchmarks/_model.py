@@ -150,11 +150,13 @@ class InstructionRow:
     python: str  # e.g. "CPython 3.11.7" (the interpreter's path when it could not run)
     operation: str
     baseline: str  # the implementation `ratio` divides by
+    program: str  # what the child ran: send/KIND/N/IMPLEMENTATION or asgi/VARIANT
+    baseline_program: str
+    counts: list[int] = field(default_factory=list)  # the two runs' numbers of operations
     instructions: float | None = None
     baseline_instructions: float | None = None
     ratio: float | None = None
     subtracted: float | None = None  # per operation, taken off both figures
-    counts: list[int] = field(default_factory=list)
     na: str | None = None
 
 

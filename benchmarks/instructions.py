@@ -103,7 +103,7 @@ OPERATIONS: tuple[Operation, ...] = (
         (100, 300),
     ),
     Operation(
-        "SignalMiddleware, 1 coroutine receiver (above the bare app)",
+        "SignalMiddleware, 1 coroutine receiver",
         "asgi/signals_async",
         "floor middleware",
         "asgi/floor",
@@ -288,7 +288,14 @@ def _run_python(interpreter: str, ops: Sequence[Operation]) -> list[InstructionR
         python = _python_of(interpreter)
     except (OSError, subprocess.SubprocessError) as exc:
         return [
-            InstructionRow(interpreter, op.label, op.baseline, na=f"could not run: {exc}")
+            InstructionRow(
+                interpreter,
+                op.label,
+                op.baseline,
+                op.program,
+                op.baseline_program,
+                na=f"could not run: {exc}",
+            )
             for op in ops
         ]
     # One child per pair of counts, two at a time (instruction counts do not depend on
@@ -316,7 +323,9 @@ def _run_python(interpreter: str, ops: Sequence[Operation]) -> list[InstructionR
 
     rows = []
     for op in ops:
-        row = InstructionRow(python, op.label, op.baseline, counts=list(op.counts))
+        row = InstructionRow(
+            python, op.label, op.baseline, op.program, op.baseline_program, list(op.counts)
+        )
         mine = per_op(op.program, op.counts)
         base = per_op(op.baseline_program, op.counts)
         under = per_op(op.subtract, op.counts)
@@ -338,25 +347,23 @@ def time_ratio(results: Results, row: InstructionRow) -> float | None:
     the run of the row's Python; the middleware's is the in-process overhead ratio (this
     Python only, asyncio when it ran).
     """
-    op = next((op for op in OPERATIONS + QUICK_OPERATIONS if op.label == row.operation), None)
-    if op is None:
-        return None
-    if op.program.startswith("asgi/"):
+    if row.program.startswith("asgi/"):
         if row.python != results.system.get("python"):
             return None
-        variant = op.program.removeprefix("asgi/")
+        variant = row.program.removeprefix("asgi/")
         timed = [r for r in results.asgi_inprocess if r.variant == variant]
         timed.sort(key=lambda r: r.loop != ASGI_LOOP)
         return timed[0].overhead_ratio if timed else None
-    runs = dict(pythons_side_by_side(results))
-    _, kind, n, impl = op.program.split("/")
-    base_impl = op.baseline_program.split("/")[3]
-    rows = runs.get(row.python, [])
-    mine = lookup(rows, "asyncio", "send", _kind(kind), int(n), impl)
-    base = lookup(rows, "asyncio", "send", _kind(kind), int(n), base_impl)
-    if mine is None or base is None or not mine.ns or not base.ns:
+    send, base = row.program.split("/"), row.baseline_program.split("/")
+    if len(send) != 4 or len(base) != 4:
         return None
-    return mine.ns / base.ns
+    (_, kind, n, impl), base_impl = send, base[3]
+    rows = dict(pythons_side_by_side(results)).get(row.python, [])
+    mine = lookup(rows, "asyncio", "send", _kind(kind), int(n), impl)
+    theirs = lookup(rows, "asyncio", "send", _kind(kind), int(n), base_impl)
+    if mine is None or theirs is None or not mine.ns or not theirs.ns:
+        return None
+    return mine.ns / theirs.ns
 
 
 def fmt_count(instructions: float | None) -> str:

@@ -116,22 +116,22 @@ def _counted() -> Results:
         InProcessRow("uvloop", "signals_async", "", overhead_ratio=2.5),
         InProcessRow("asyncio", "signals_async", "", overhead_ratio=1.9),
     ]
-    middleware = "SignalMiddleware, 1 coroutine receiver (above the bare app)"
+    sync = ("send, 1 sync receiver", FLOOR, "send/sync/1/asignals", "send/sync/1/strict floor")
+    middleware = ("SignalMiddleware, 1 coroutine receiver", "floor middleware")
     results.instructions = [
+        InstructionRow("CPython 3.11.7", *sync, [1000, 3000], 9162.0, 2751.0, 3.33),
         InstructionRow(
             "CPython 3.11.7",
-            "send, 1 sync receiver",
-            FLOOR,
-            9162.0,
-            2751.0,
-            3.33,
-            None,
+            *middleware,
+            "asgi/signals_async",
+            "asgi/floor",
             [1000, 3000],
+            30_200.0,
+            16_400.0,
+            1.84,
+            subtracted=1_000.0,
         ),
-        InstructionRow(
-            "CPython 3.11.7", middleware, "floor middleware", 30_200.0, 16_400.0, 1.84, 1_000.0
-        ),
-        InstructionRow("CPython 3.13.0", "send, 1 sync receiver", FLOOR, na="exited with 1: boom"),
+        InstructionRow("CPython 3.13.0", *sync, [1000, 3000], na="exited with 1: boom"),
     ]
     return results
 
