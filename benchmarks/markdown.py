@@ -436,7 +436,7 @@ def instructions_md(results: Results) -> list[str]:
             "Instructions per operation, counted by callgrind (`PYTHONHASHSEED=0`, the "
             f"garbage collector off): the difference between runs of {lengths} operations "
             "in one process, divided by the difference in operations, so start-up, imports "
-            "and warm-up cancel. Each program is built by the code the timings above run. "
+            "and warm-up cancel. Each program is built by the code the timings on this page run. "
             "Ratio: asignals' instructions divided by the baseline's; time ratio: the same "
             "comparison's best times from this run (asyncio), where it ran. The middleware's "
             "figures are per request above the bare app's. Lower is better."
