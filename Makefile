@@ -16,9 +16,9 @@ export UV_PYTHON_DOWNLOADS := never
 # benchmarks compare against), exactly as locked. Every virtualenv installs the same set.
 SYNC := $(UV) sync --locked --no-progress --extra dev --extra bench
 
-.PHONY: help install lock wrk lint typecheck pytest pytest-newest redis-server postgres \
-	docs-build bench-smoke test test-pythons test-latest test-lowest bench bench-docs docs \
-	demo clean
+.PHONY: help install lock wrk valgrind lint typecheck pytest pytest-newest redis-server \
+	postgres docs-build bench-smoke test test-pythons test-latest test-lowest bench \
+	bench-docs docs demo clean
 
 # Other Pythons (3.12+) found under pyenv or on PATH, each checked to run: fast paths differ
 # by version (eager tasks exist only on 3.12+). Each gets a virtualenv .venv-X.Y of its own.
@@ -39,7 +39,7 @@ help:
 	@echo "                 then the tests with the lowest versions pyproject.toml allows"
 	@echo "make lock        resolve again after a dependency change (UPGRADE=1: newest of all)"
 	@echo "make bench       run the benchmark suite (asignals against its peers, 10-15 min;"
-	@echo "                 dispatch also on every other Python 3.12+ found)"
+	@echo "                 dispatch and instructions also on every other Python 3.12+ found)"
 	@echo "                 BENCH_ARGS='--quick' or 'dispatch --loops asyncio' to narrow it"
 	@echo "make bench-docs  write the last make bench run into docs/performance.md and README.md"
 	@echo "make demo        run the FastAPI demo shop on http://127.0.0.1:$(DEMO_PORT)"
@@ -73,6 +73,13 @@ wrk:
 	@command -v wrk >/dev/null 2>&1 \
 	  || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; } \
 	  || echo "wrk could not be installed: the ASGI load runs will be skipped"
+
+# valgrind (Debian package): callgrind counts the instructions of the benchmarks' sends and
+# requests; without it that section says so and is skipped.
+valgrind:
+	@command -v valgrind >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq valgrind >/dev/null; } \
+	  || echo "valgrind could not be installed: the instruction counts will be skipped"
 
 # redis-server (Debian package) for the asignals.redis tests and benchmarks; each test
 # session and benchmark run starts its own on a free port (the package's service is unused).
@@ -156,8 +163,9 @@ test-lowest: | $(UV) redis-server postgres
 	  | grep -iE '^($(subst $(eval) ,|,$(LIBRARY_DEPS))) ' | tr -s ' ' | paste -sd, -)"
 	.venv-lowest/bin/pytest -q -p no:cacheprovider $(LOWEST_PYTEST_ARGS)
 
-# Every section on this Python, the dispatch section also on every other Python found.
-bench: $(STAMP) wrk redis-server $(foreach v,$(OTHER_VERSIONS),.venv-$(v)/.installed-stamp)
+# Every section on this Python; dispatch and instructions also on every other Python found.
+bench: $(STAMP) wrk valgrind redis-server \
+	$(foreach v,$(OTHER_VERSIONS),.venv-$(v)/.installed-stamp)
 	mkdir -p bench-results
 	$(BIN)/python -m benchmarks --json bench-results/results.json \
 	  --plot bench-results/dispatch.png \

@@ -7,6 +7,8 @@ Sections, each in its own module:
   (:mod:`benchmarks.peers`).
 * :mod:`benchmarks.asgi` — requests per second and latency of ``SignalMiddleware`` under
   ``wrk`` against uvicorn (apps in :mod:`benchmarks.asgi_app`).
+* :mod:`benchmarks.instructions` — instructions per send and per request (callgrind),
+  asignals against the same baselines, beside the times.
 * :mod:`benchmarks.memory` — bytes per connected receiver, and no growth under churn.
 
 :mod:`benchmarks.targets` judges the results against the project's performance targets and

@@ -1,12 +1,13 @@
-"""``python -m benchmarks [dispatch] [asgi] [memory] [redis] [orm] [--quick] [...]``.
+"""``python -m benchmarks [dispatch] [asgi] [instructions] [memory] [redis] [orm] [--quick]``.
 
 Runs the named sections (all of them by default), printing each table as it finishes, then
 the performance targets. Exits 0 whatever the numbers say: it measures, it does not gate.
 Sections or peers that cannot run here (wrk or a library missing) are reported as skipped
 or n/a, with the reason and the command that installs what is missing. ``--quick`` is a
 smoke run: it prints a one-screen summary instead of the tables. ``--also-python`` runs
-the dispatch section on other interpreters too; ``--markdown`` and ``--readme`` write the
-results into the Performance page and the README (see :mod:`benchmarks.markdown`).
+the dispatch and instructions sections on other interpreters too; ``--markdown`` and
+``--readme`` write the results into the Performance page and the README (see
+:mod:`benchmarks.markdown`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,24 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from . import asgi, dispatch, markdown, memory, orm, plot, pythons, report, targets
+from . import (
+    asgi,
+    dispatch,
+    instructions,
+    markdown,
+    memory,
+    orm,
+    plot,
+    pythons,
+    report,
+    targets,
+)
 from ._model import LOOPS, LoopName, Results, Settings
 from ._progress import Progress
 from ._system import describe, load_average
 from ._timing import STATISTIC, loop_unavailable
 
-SECTIONS = ("dispatch", "asgi", "memory", "redis", "orm")
+SECTIONS = ("dispatch", "asgi", "instructions", "memory", "redis", "orm")
 
 
 def _loops(text: str) -> list[LoopName]:
@@ -77,7 +89,8 @@ def parser() -> argparse.ArgumentParser:
         description=(
             "Benchmark asignals: dispatch cost per send against a hand-written loop, raw "
             "task groups and peer libraries; ASGI middleware overhead in process and under "
-            "wrk; memory per receiver and under churn."
+            "wrk; instructions per send and per request (callgrind, when valgrind is "
+            "installed); memory per receiver and under churn."
         ),
         epilog=(
             "Defaults take a few minutes; --quick is a smoke run of well under a minute that "
@@ -131,8 +144,8 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PYTHON",
-        help="also run the dispatch section with this interpreter (its environment needs "
-        "asignals and the bench extra); repeatable; shown side by side",
+        help="also run the dispatch and instructions sections with this interpreter (its "
+        "environment needs asignals and the bench extra); repeatable; shown side by side",
     )
     p.add_argument(
         "--other-loops",
@@ -203,6 +216,8 @@ def _work_units(settings: Settings) -> int:
         units += len(settings.loops) * len(dispatch.cases("asyncio", settings.receiver_counts))
     if "asgi" in settings.sections:
         units += asgi.work_units(settings)
+    if "instructions" in settings.sections:
+        units += instructions.work_units(settings)
     if "memory" in settings.sections:
         units += memory.work_units(settings)
     if "dispatch" in settings.sections:
@@ -285,6 +300,17 @@ def main(argv: list[str] | None = None) -> int:
                 progress.advance(asgi.work_units(settings))
             progress.close()
             emit(report.format_asgi(results))
+        if "instructions" in settings.sections:
+            progress.section("instructions")
+            missing = instructions.unavailable()
+            if missing is None:
+                results.instructions = instructions.run(settings, progress)
+            else:
+                results.skipped["instructions"] = missing
+                print(missing, file=sys.stderr)
+                progress.advance(instructions.work_units(settings))
+            progress.close()
+            emit(instructions.format_rows(results))
         if "memory" in settings.sections:
             progress.section("memory")
             results.footprint, results.churn, results.memory_notes = memory.run(settings, progress)

@@ -139,6 +139,28 @@ class OtherPython:
 
 
 @dataclass
+class InstructionRow:
+    """One operation on one Python, in instructions (callgrind): asignals and its baseline.
+
+    Instructions per operation: the difference of two runs' totals divided by the
+    difference of their operation counts (*counts*), so start-up and imports cancel. For
+    the middleware both figures are above the bare app's (*subtracted*).
+    """
+
+    python: str  # e.g. "CPython 3.11.7" (the interpreter's path when it could not run)
+    operation: str
+    baseline: str  # the implementation `ratio` divides by
+    program: str  # what the child ran: send/KIND/N/IMPLEMENTATION or asgi/VARIANT
+    baseline_program: str
+    counts: list[int] = field(default_factory=list)  # the two runs' numbers of operations
+    instructions: float | None = None
+    baseline_instructions: float | None = None
+    ratio: float | None = None
+    subtracted: float | None = None  # per operation, taken off both figures
+    na: str | None = None
+
+
+@dataclass
 class FootprintRow:
     """Bytes that keeping receivers connected costs one library."""
 
@@ -217,6 +239,7 @@ class Results:
     memory_notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # section -> reason
     other_pythons: list[OtherPython] = field(default_factory=list)
+    instructions: list[InstructionRow] = field(default_factory=list)
     targets: list[TargetRow] = field(default_factory=list)
 
 

@@ -153,7 +153,7 @@ class _Connection:
         return None
 
 
-def _request_batch(app: Callable[..., Any]) -> Batch:
+def request_batch(app: Callable[..., Any]) -> Batch:
     async def batch(k: int) -> None:
         for _ in range(k):
             connection = _Connection()
@@ -201,7 +201,7 @@ def _in_process(loop: str, settings: Settings, progress: Progress) -> list[InPro
                     progress.step(f"{loop} {variant} in process")
             names = (BASELINE, *group)
             batches = {
-                name: _request_batch(asgi_app.FACTORIES[name](asgi_app.minimal)) for name in names
+                name: request_batch(asgi_app.FACTORIES[name](asgi_app.minimal)) for name in names
             }
 
             async def main(

@@ -35,6 +35,8 @@ from ._model import (
 )
 from ._wrk import BUSY_CORES
 from .dispatch import COMPARED, RAW_TASK_GROUP, lookup
+from .instructions import HEADER as INSTRUCTIONS_HEADER
+from .instructions import table_rows as instruction_rows
 from .report import fmt_ns, fmt_ratio, python_label, pythons_side_by_side
 
 PAGE_MARKERS = ("<!-- benchmarks:results:begin -->", "<!-- benchmarks:results:end -->")
@@ -393,6 +395,8 @@ def details_block(results: Results) -> str:
             "",
             pythons_table(results, cases),
         ]
+    if "instructions" in results.settings.sections:
+        parts += ["", "### Instructions per operation", "", *instructions_md(results)]
     parts += ["", f"### Dispatch on asyncio, Python {_main_python(results)}"]
     for mode, kind in (
         ("send", "sync"),
@@ -417,6 +421,33 @@ def details_block(results: Results) -> str:
     if "memory" in results.settings.sections:
         parts += ["", "### Memory", "", *memory_md(results)]
     return "\n".join(parts)
+
+
+def instructions_md(results: Results) -> list[str]:
+    """The callgrind counts, each beside the same comparison in time."""
+    if "instructions" in results.skipped:
+        return [f"Not measured: {results.skipped['instructions']}"]
+    if not results.instructions:
+        return ["Not measured in this run."]
+    runs = list(dict.fromkeys(tuple(row.counts) for row in results.instructions if row.counts))
+    lengths = " or ".join(f"{low:,} and {high:,}" for low, high in runs) or "two numbers of"
+    out = [
+        wrap(
+            "Instructions per operation, counted by callgrind (`PYTHONHASHSEED=0`, the "
+            f"garbage collector off): the difference between runs of {lengths} operations "
+            "in one process, divided by the difference in operations, so start-up, imports "
+            "and warm-up cancel. Each program is built by the code the timings on this page run. "
+            "Ratio: asignals' instructions divided by the baseline's; time ratio: the same "
+            "comparison's best times from this run (asyncio), where it ran. The middleware's "
+            "figures are per request above the bare app's. Lower is better."
+        ),
+        "",
+        md_table(INSTRUCTIONS_HEADER, instruction_rows(results), "llrrrr"),
+    ]
+    failed = [f"{row.operation} ({row.python}): {row.na}" for row in results.instructions if row.na]
+    if failed:
+        out += ["", "Not counted:", "", *bullets(failed)]
+    return out
 
 
 def asgi_md(results: Results) -> list[str]:

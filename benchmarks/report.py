@@ -16,6 +16,7 @@ from ._model import (
     DispatchRow,
     FootprintRow,
     InProcessRow,
+    InstructionRow,
     Kind,
     LoopName,
     Mode,
@@ -374,6 +375,10 @@ def format_summary(results: Results) -> str:
             under_load = [r for r in results.asgi if r.rps]
             wrk = results.skipped.get("wrk", f"{len(under_load)} variant(s) under wrk")
             out.append(f"  asgi: {len(timed_in)} variant(s) in process; {wrk}")
+    if "instructions" in results.settings.sections:
+        from .instructions import summary_line  # it formats with this module's helpers
+
+        out.append(summary_line(results))
     if "memory" in results.settings.sections:
         flat = all(row.flat for row in results.churn)
         out.append(
@@ -412,6 +417,10 @@ def format_text(results: Results) -> str:
         parts.append(format_pythons(results))
     if "asgi" in results.settings.sections:
         parts.append(format_asgi(results))
+    if "instructions" in results.settings.sections:
+        from .instructions import format_rows  # it formats with this module's helpers
+
+        parts.append(format_rows(results))
     if "memory" in results.settings.sections:
         parts.append(format_memory(results))
     parts.append(format_targets(results))
@@ -457,5 +466,7 @@ def read_json(path: Path) -> Results:
             )
             for other in document["other_pythons"]
         ],
+        # Files written before the instructions section have none.
+        instructions=[InstructionRow(**row) for row in document.get("instructions", [])],
         targets=[TargetRow(**row) for row in document["targets"]],
     )
