@@ -35,14 +35,14 @@ from typing import Any, TypeVar
 
 import anyio.from_thread
 
-from . import _sync
-from ._dispatch import Loop, Plan, loop_for
-from ._dispatch import loops as _loops
-from ._extras import missing
-from ._orm_frames import Changes, Frame, Saved
-from ._receivers import SYNC as _SYNC
-from ._receivers import describe, make_ref
-from ._signal import AsyncSignal, SendHook
+from .. import _sync
+from .._dispatch import Loop, Plan, loop_for
+from .._dispatch import loops as _loops
+from .._extras import missing
+from .._receivers import SYNC as _SYNC
+from .._receivers import describe, make_ref
+from .._signal import AsyncSignal, SendHook
+from ._frames import Changes, Frame, Saved
 
 try:
     import sqlalchemy
