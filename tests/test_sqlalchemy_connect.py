@@ -293,23 +293,24 @@ def test_sessions_are_not_listened_to_before_a_session_signal_is_used() -> None:
         from sqlalchemy import event
         from sqlalchemy.orm import Session
         import asignals.sqlalchemy as orm
+        from asignals.sqlalchemy._flush import after_flush, before_flush
         from asignals.testing import capture
 
         orm.track()
-        assert not event.contains(Session, "after_flush", orm._after_flush)
+        assert not event.contains(Session, "after_flush", after_flush)
         orm.pre_init.connect(lambda **kw: None, weak=False)  # not a session signal
-        assert not event.contains(Session, "after_flush", orm._after_flush)
+        assert not event.contains(Session, "after_flush", after_flush)
         with capture(orm.post_delete):
             pass
-        assert event.contains(Session, "after_flush", orm._after_flush)
+        assert event.contains(Session, "after_flush", after_flush)
         # Receivers after the commit only: the flush itself is not listened to.
-        assert not event.contains(Session, "before_flush", orm._before_flush)
+        assert not event.contains(Session, "before_flush", before_flush)
         orm.pre_save.connect(lambda **kw: None, weak=False)
-        assert event.contains(Session, "before_flush", orm._before_flush)
-        assert event.contains(Session, "after_flush", orm._after_flush)
+        assert event.contains(Session, "before_flush", before_flush)
+        assert event.contains(Session, "after_flush", after_flush)
         orm.untrack()
-        assert not event.contains(Session, "after_flush", orm._after_flush)
-        assert not event.contains(Session, "before_flush", orm._before_flush)
+        assert not event.contains(Session, "after_flush", after_flush)
+        assert not event.contains(Session, "before_flush", before_flush)
         print("ok")
         """
     )
