@@ -8,16 +8,15 @@ that a dispatch API of the core (prepare a send, run it) can replace these in on
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .. import AsyncSignal
+from .. import AsyncSignal, _sync  # core seam: _sync, send_sync's inline run, thread checks
 from .._dispatch import Loop, Plan, loop_for, loops  # core seam: plans and compiled loops
 from .._receivers import SYNC  # core seam: how a plan marks a receiver called inline
 from .._receivers import describe as describe  # core seam: how errors name a receiver
 from .._receivers import make_ref as make_ref  # core seam: receiver references (weak=...)
 from .._signal import SendHook  # core seam: asignals.testing's (and the bridge's) send hook
-from .._sync import _in_anyio_worker_thread, _thread_runs_event_loop  # core seam: which thread
 
 
 class SeamSignal(AsyncSignal):
@@ -99,7 +98,7 @@ def send_inline(signal: SeamSignal, sender: Any, payload: dict[str, Any]) -> Non
     plan = signal._plan_to_send(sender, payload)  # core seam: the plan, hooks applied
     if plan:
         # core seam: run a compiled loop (robust=False) by hand, as send_sync would
-        finish_inline(_loop_for(payload)(signal, plan, False, sender, payload))
+        _sync._run_inline(_loop_for(payload)(signal, plan, False, sender, payload))
 
 
 def send_robust_inline(
@@ -117,21 +116,11 @@ def send_robust_inline(
         if hooked and signal._hooked():
             plan = signal._plan_to_send(sender, payload)  # core seam: the plan, hooks applied
         if plan:
-            # core seam: run a compiled loop (robust=True) as send_robust would
-            finish_inline(loop(signal, plan, True, sender, payload))
-
-
-def finish_inline(coroutine: Coroutine[Any, Any, Any]) -> None:
-    """Run a send whose receivers are all sync: its coroutine finishes without suspending."""
-    try:
-        coroutine.send(None)
-    except StopIteration:
-        return
-    coroutine.close()  # pragma: no cover - only sync receivers are connected
-    raise RuntimeError("a sync receiver's send suspended")  # pragma: no cover
+            # core seam: run a compiled loop (robust=True) by hand, as send_sync would
+            _sync._run_inline(loop(signal, plan, True, sender, payload))
 
 
 def in_worker_thread() -> bool:
     """This is an anyio worker thread, which can run a send on its event loop and wait."""
     # core seam: send_sync's decision of where a send from sync code runs
-    return not _thread_runs_event_loop() and _in_anyio_worker_thread()
+    return not _sync._thread_runs_event_loop() and _sync._in_anyio_worker_thread()
