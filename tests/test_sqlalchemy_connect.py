@@ -319,3 +319,32 @@ def test_sessions_are_not_listened_to_before_a_session_signal_is_used() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_importing_without_sqlalchemy_names_the_extra_to_install() -> None:
+    # A fresh interpreter in which SQLAlchemy cannot be found, as in a venv without it.
+    program = textwrap.dedent(
+        """
+        import sys
+
+        class NoSQLAlchemy:
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] == "sqlalchemy":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+        sys.meta_path.insert(0, NoSQLAlchemy())
+        try:
+            import asignals.sqlalchemy
+        except ImportError as exc:
+            print(exc)
+        import asignals  # the core needs no extra
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        'asignals.sqlalchemy needs SQLAlchemy 2.1 or later: pip install "asignals-dispatch'
+        "[sqlalchemy]\" (No module named 'sqlalchemy')"
+    )
