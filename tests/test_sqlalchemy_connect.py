@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio.to_thread
 import pytest
-from orm_models import Base, Order
+from orm_models import Base, Customer, Order
 from sqlalchemy import create_engine, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import (
@@ -197,6 +197,24 @@ def test_init_signals_on_construction_and_on_load() -> None:
     seen.clear()
     Order(item="soup")
     assert seen == []
+
+
+def test_init_signals_reach_only_the_receivers_of_the_class_constructed() -> None:
+    seen: list[str] = []
+
+    def after(sender: type, **kwargs: Any) -> None:
+        seen.append(sender.__name__)
+
+    pre_init.connect(after, sender=Order)
+    post_init.connect(after, sender=Order)
+    try:
+        Customer(name="Ada")
+        assert seen == []
+        Order(item="pizza")
+        assert seen == ["Order", "Order"]
+    finally:
+        pre_init.disconnect(after, sender=Order)
+        post_init.disconnect(after, sender=Order)
 
 
 def test_post_init_receiver_can_fill_defaults() -> None:
