@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asignals._orm_frames import Frame, Linked, Saved, merge_changes
+from asignals.sqlalchemy._frames import Frame, Linked, Saved, merge_changes
 
 
 class Incomparable:

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio.to_thread
 import pytest
-from orm_models import Base, Order
+from orm_models import Base, Customer, Order
 from sqlalchemy import create_engine, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import (
@@ -199,6 +199,24 @@ def test_init_signals_on_construction_and_on_load() -> None:
     assert seen == []
 
 
+def test_init_signals_reach_only_the_receivers_of_the_class_constructed() -> None:
+    seen: list[str] = []
+
+    def after(sender: type, **kwargs: Any) -> None:
+        seen.append(sender.__name__)
+
+    pre_init.connect(after, sender=Order)
+    post_init.connect(after, sender=Order)
+    try:
+        Customer(name="Ada")
+        assert seen == []
+        Order(item="pizza")
+        assert seen == ["Order", "Order"]
+    finally:
+        pre_init.disconnect(after, sender=Order)
+        post_init.disconnect(after, sender=Order)
+
+
 def test_post_init_receiver_can_fill_defaults() -> None:
     def default_slug(instance: Any, **kwargs: Any) -> None:
         if instance.slug is None:
@@ -293,23 +311,24 @@ def test_sessions_are_not_listened_to_before_a_session_signal_is_used() -> None:
         from sqlalchemy import event
         from sqlalchemy.orm import Session
         import asignals.sqlalchemy as orm
+        from asignals.sqlalchemy._flush import after_flush, before_flush
         from asignals.testing import capture
 
         orm.track()
-        assert not event.contains(Session, "after_flush", orm._after_flush)
+        assert not event.contains(Session, "after_flush", after_flush)
         orm.pre_init.connect(lambda **kw: None, weak=False)  # not a session signal
-        assert not event.contains(Session, "after_flush", orm._after_flush)
+        assert not event.contains(Session, "after_flush", after_flush)
         with capture(orm.post_delete):
             pass
-        assert event.contains(Session, "after_flush", orm._after_flush)
+        assert event.contains(Session, "after_flush", after_flush)
         # Receivers after the commit only: the flush itself is not listened to.
-        assert not event.contains(Session, "before_flush", orm._before_flush)
+        assert not event.contains(Session, "before_flush", before_flush)
         orm.pre_save.connect(lambda **kw: None, weak=False)
-        assert event.contains(Session, "before_flush", orm._before_flush)
-        assert event.contains(Session, "after_flush", orm._after_flush)
+        assert event.contains(Session, "before_flush", before_flush)
+        assert event.contains(Session, "after_flush", after_flush)
         orm.untrack()
-        assert not event.contains(Session, "after_flush", orm._after_flush)
-        assert not event.contains(Session, "before_flush", orm._before_flush)
+        assert not event.contains(Session, "after_flush", after_flush)
+        assert not event.contains(Session, "before_flush", before_flush)
         print("ok")
         """
     )
@@ -318,3 +337,32 @@ def test_sessions_are_not_listened_to_before_a_session_signal_is_used() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_importing_without_sqlalchemy_names_the_extra_to_install() -> None:
+    # A fresh interpreter in which SQLAlchemy cannot be found, as in a venv without it.
+    program = textwrap.dedent(
+        """
+        import sys
+
+        class NoSQLAlchemy:
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] == "sqlalchemy":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+        sys.meta_path.insert(0, NoSQLAlchemy())
+        try:
+            import asignals.sqlalchemy
+        except ImportError as exc:
+            print(exc)
+        import asignals  # the core needs no extra
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        'asignals.sqlalchemy needs SQLAlchemy 2.1 or later: pip install "asignals-dispatch'
+        "[sqlalchemy]\" (No module named 'sqlalchemy')"
+    )

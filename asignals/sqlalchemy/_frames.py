@@ -1,6 +1,6 @@
 """What a transaction has changed, per object, merged over its flushes and savepoints.
 
-Pure bookkeeping, no SQLAlchemy: `asignals.sqlalchemy` feeds a ``Frame`` from each flush
+Pure bookkeeping, no SQLAlchemy: the rest of the package feeds a ``Frame`` from each flush
 and delivers it after the outermost commit. One frame belongs to each transaction that can
 commit or roll back on its own (the outermost one and each savepoint). A released
 savepoint's frame is merged into its parent's as if its flushes had happened there; a

@@ -1,0 +1,249 @@
+"""Delivery: ``post_save``, ``post_delete`` and the ``post_*`` ``m2m_changed`` actions, sent
+after the outermost commit, before ``commit()`` returns; never on rollback.
+
+A session keeps one `Frame` per open transaction that can commit or roll back on its own
+(the outermost one and each savepoint): `record` adds what each flush wrote to it, a
+released savepoint's frame joins its parent's, a rolled-back one is dropped, and the
+outermost one's commit delivers it (`deliver`, which also chooses where receivers run).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio.from_thread
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.session import SessionTransaction
+from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.util.concurrency import await_, in_greenlet
+
+from ._changes import shape_of
+from ._frames import Frame, Saved
+from ._interest import interest, interest_in
+from ._seams import (
+    Prepared,
+    SeamSignal,
+    in_worker_thread,
+    prepare,
+    send_robust_inline,
+    sync_only,
+)
+from ._signals import _ModelSignal, m2m_changed, post_delete, post_save
+from ._tracking import handle
+
+logger = logging.getLogger("asignals")
+
+# -- each transaction's frame ---------------------------------------------------------------
+
+_INFO_KEY = "asignals.sqlalchemy.frames"
+"""Where a session keeps its frames: ``session.info[_INFO_KEY]``, a dict from each open
+SessionTransaction (the outermost one, and each savepoint) to what it changed. State that
+lives and dies with the session; `_after_transaction_end` removes each entry."""
+
+
+def _frames_of(session: Session) -> dict[SessionTransaction, Frame] | None:
+    frames: dict[SessionTransaction, Frame] | None = session.info.get(_INFO_KEY)
+    return frames
+
+
+def _owner(transaction: SessionTransaction) -> SessionTransaction:
+    """The savepoint or outermost transaction that commits or rolls back *transaction*."""
+    while not transaction.nested and transaction.parent is not None:
+        transaction = transaction.parent
+    return transaction
+
+
+def record(session: Session, frame: Frame) -> None:
+    """Add what a flush wrote to the frame of the transaction it belongs to."""
+    owner = session.get_nested_transaction() or session.get_transaction()
+    if owner is None:  # pragma: no cover - a flush always runs in a transaction
+        return
+    frames = _frames_of(session)
+    if frames is None:
+        frames = session.info[_INFO_KEY] = {}
+    earlier = frames.get(owner)
+    if earlier is None:
+        frames[owner] = frame
+    else:
+        earlier.merge(frame)
+
+
+def _before_commit(session: Session) -> None:
+    """Load what a rolled-back savepoint (or an explicit expire) expired on the objects
+    about to be delivered, while SQL is still allowed: after the commit it is not, and the
+    receivers must be able to read every column."""
+    frames = _frames_of(session)
+    if not frames or session.in_nested_transaction():
+        return
+    root = session.get_transaction()
+    frame = frames.get(root) if root is not None else None
+    if frame is None:
+        return
+    for key, saved in list(frame.records.items()):
+        if not isinstance(saved, Saved) or saved.deleted:
+            continue
+        state: InstanceState[Any] = key
+        if not state.expired_attributes:
+            continue
+        expired = state.expired_attributes & shape_of(state).columns
+        if expired and state.session_id == session.hash_key:
+            try:
+                getattr(saved.instance, next(iter(expired)))  # one SELECT loads them all
+            except Exception as exc:  # e.g. the row was deleted meanwhile: deliver anyway
+                logger.debug("asignals.sqlalchemy: could not reload %r: %s", saved.instance, exc)
+
+
+def _after_commit(session: Session) -> None:
+    frames = _frames_of(session)
+    if not frames:
+        return
+    nested = session.get_nested_transaction()
+    if nested is not None:  # a savepoint was released: its frame joins the parent's at its end
+        frame = frames.get(nested)
+        if frame is not None:
+            frame.committed = True
+        return
+    root = session.get_transaction()
+    frame = frames.pop(root, None) if root is not None else None
+    if frame is not None:
+        deliver(frame)
+
+
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    frames = _frames_of(session)
+    if not frames:
+        return
+    frame = frames.pop(transaction, None)
+    if frame is None or not (transaction.nested and frame.committed):
+        return  # rolled back (or closed without a commit): deliver nothing
+    parent = transaction.parent
+    if parent is None:  # pragma: no cover - a savepoint always has a parent
+        return
+    owner = _owner(parent)
+    into = frames.get(owner)
+    if into is None:
+        frames[owner] = frame
+        frame.committed = False
+    else:
+        into.merge(frame)
+
+
+handle(
+    before_commit=_before_commit,
+    after_commit=_after_commit,
+    after_transaction_end=_after_transaction_end,
+)
+
+
+# -- sending --------------------------------------------------------------------------------
+
+Send = tuple[_ModelSignal, type, dict[str, Any]]
+
+
+def deliver(frame: Frame) -> None:
+    """Send the post_* signals for a committed transaction; never raise into commit().
+
+    Where the receivers run is decided once per commit:
+
+    * when every receiver of these sends is a sync function (the common case, and the
+      cheap one): they are called right here, in the thread that commits, as Django does;
+    * otherwise under an AsyncSession (SQLAlchemy's greenlet bridge): every send is
+      awaited on the session's event loop, all of them through one ``await_``;
+    * otherwise in an anyio worker thread: all of them run on the event loop that started
+      the thread, in one hop, while the thread waits (as ``send_robust_sync`` would);
+    * otherwise (a script, or the event loop's own thread): ``send_robust_sync`` for the
+      signals with coroutine receivers, inline calls for the others.
+
+    Receivers' own exceptions are logged by ``send_robust``. What is caught here is a send
+    that could not start (a coroutine receiver and a sync Session on the event loop's own
+    thread): logged once per commit, with the number of sends it hit.
+    """
+    sends = _sends_of(frame)
+    if not sends:
+        return
+    # Each (signal, class) pair's plan and compiled loop, looked up once: the deliveries of
+    # one commit share one snapshot of the receivers, as the receivers of one send do.
+    prepared: dict[tuple[SeamSignal, Any], Prepared] = {}
+    for signal, sender, payload in sends:
+        if (signal, sender) not in prepared:
+            prepared[(signal, sender)] = prepare(signal, sender, payload)
+    inline = {key: sync_only(plan) for key, (plan, _) in prepared.items()}
+    failed: list[tuple[Send, Exception]] = []
+    try:
+        if all(inline.values()):
+            send_robust_inline(sends, prepared)  # the hot path
+        elif in_greenlet():
+            failed = await_(_send_all(sends))
+        elif in_worker_thread():
+            failed = anyio.from_thread.run(_send_all, sends)
+        else:
+            for send in sends:
+                signal, sender, payload = send
+                try:
+                    if inline[(signal, sender)]:
+                        send_robust_inline((send,), prepared)
+                    else:
+                        signal.send_robust_sync(sender, **payload)
+                except Exception as exc:
+                    failed.append((send, exc))
+    except Exception as exc:  # pragma: no cover - the bridge itself failed
+        failed = [(sends[0], exc)]
+    if failed:
+        (signal, _, payload), error = failed[0]
+        logger.error(
+            "asignals.sqlalchemy: could not deliver %d model signal(s) after the commit, "
+            "first %r for %r: %s: %s",
+            len(failed),
+            signal,
+            payload.get("instance"),
+            type(error).__name__,
+            error,
+            exc_info=error,
+        )
+
+
+async def _send_all(sends: list[Send]) -> list[tuple[Send, Exception]]:
+    failed: list[tuple[Send, Exception]] = []
+    for send in sends:
+        signal, sender, payload = send
+        try:
+            await signal.send_robust(sender, **payload)
+        except Exception as exc:  # pragma: no cover - send_robust catches receivers' errors
+            failed.append((send, exc))
+    return failed
+
+
+def _sends_of(frame: Frame) -> list[Send]:
+    """The post_* sends a committed frame makes, in order (classes without receivers skipped)."""
+    sends: list[Send] = []
+    table = interest()
+    for found in frame.deliverable():
+        instance = found.instance
+        cls = type(instance)
+        saves, deletes, links, _ = table.get(cls) or interest_in(table, instance_state(instance))
+        if isinstance(found, Saved):
+            if found.deleted:
+                if deletes:
+                    sends.append((post_delete, cls, {"instance": instance}))
+            elif saves:
+                payload = {
+                    "instance": instance,
+                    "created": found.created,
+                    "update_fields": None if found.created else frozenset(found.changes),
+                    "changes": found.changes,  # the record is dropped after delivery
+                }
+                sends.append((post_save, cls, payload))
+            continue
+        if not links:
+            continue
+        common = {"instance": instance, "attribute": found.attribute, "model": found.model}
+        if found.removed:
+            action = "post_clear" if found.cleared and not found.added else "post_remove"
+            payload = {**common, "action": action, "pk_set": frozenset(found.removed)}
+            sends.append((m2m_changed, cls, payload))
+        if found.added:
+            payload = {**common, "action": "post_add", "pk_set": frozenset(found.added)}
+            sends.append((m2m_changed, cls, payload))
+    return sends

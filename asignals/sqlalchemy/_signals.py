@@ -1,0 +1,110 @@
+"""The model signals of a session, and what they add to `AsyncSignal`: senders are mapped
+classes or their dotted paths, and the first receiver makes tracked sessions send them.
+
+Which session events each signal needs is said where it is defined; `asignals.sqlalchemy`'s
+`_flush` sends and records in them, `_delivery` sends after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from ._seams import SeamSignal
+from ._senders import lazy
+from ._tracking import COMMIT_EVENTS, FLUSH_EVENTS, listen
+
+_R = TypeVar("_R", bound=Callable[..., Any])
+
+
+class _ModelSignal(SeamSignal):
+    """An `AsyncSignal` whose senders are mapped classes, or their dotted paths.
+
+    ``connect(r, sender="shop.models.Order")`` works before ``shop.models`` is imported: the
+    connection is made for the class itself as soon as a class of that module and name is
+    mapped (or at once if it already is), so sends, which name the class, reach it.
+    """
+
+    def __init__(
+        self, name: str, *, events: frozenset[str] = frozenset(), doc: str | None = None
+    ) -> None:
+        super().__init__(name, doc=doc)
+        self._session_events = events  # listened to on tracked sessions once in use
+
+    def connect(
+        self,
+        receiver: _R,
+        sender: Any = None,
+        *,
+        weak: bool = True,
+        dispatch_uid: Hashable | None = None,
+        to_thread: bool = False,
+        timeout: float | None = None,
+    ) -> _R:
+        options = {
+            "weak": weak,
+            "dispatch_uid": dispatch_uid,
+            "to_thread": to_thread,
+            "timeout": timeout,
+        }
+        if type(sender) is str:
+            mapped = lazy.resolve(sender)
+            if mapped is None:
+                self._check(receiver, to_thread, timeout)  # fail now, not later
+                lazy.add(self, sender, receiver, options)
+                return receiver
+            sender = mapped
+        return super().connect(receiver, sender, **options)  # type: ignore[arg-type]
+
+    def disconnect(
+        self,
+        receiver: Any = None,
+        sender: Any = None,
+        *,
+        dispatch_uid: Hashable | None = None,
+    ) -> bool:
+        if type(sender) is str:
+            if lazy.discard(self, sender, receiver, dispatch_uid):
+                return True
+            mapped = lazy.resolve(sender)
+            if mapped is None:
+                return False
+            sender = mapped
+        return super().disconnect(receiver, sender, dispatch_uid=dispatch_uid)
+
+    def _in_use(self) -> None:
+        listen(self._session_events)  # the first receiver (or capture): its events are needed
+
+    def _wanted(self, sender: type) -> bool:
+        return self.has_listeners(sender)
+
+
+pre_save = _ModelSignal(
+    "pre_save",
+    events=FLUSH_EVENTS,
+    doc="In the flush, before the INSERT or UPDATE; payload instance, created, "
+    "update_fields, changes. Changes to the instance are saved.",
+)
+post_save = _ModelSignal(
+    "post_save",
+    events=COMMIT_EVENTS,
+    doc="After the outermost commit, once per inserted or updated object; payload "
+    "instance, created, update_fields, changes (merged over the transaction).",
+)
+pre_delete = _ModelSignal(
+    "pre_delete",
+    events=FLUSH_EVENTS,
+    doc="In the flush, before the DELETE; payload instance.",
+)
+post_delete = _ModelSignal(
+    "post_delete",
+    events=COMMIT_EVENTS,
+    doc="After the outermost commit, once per deleted object; payload instance.",
+)
+m2m_changed = _ModelSignal(
+    "m2m_changed",
+    events=FLUSH_EVENTS | COMMIT_EVENTS,
+    doc="A many-to-many collection changed; payload instance, action ('pre_add', "
+    "'pre_remove', 'pre_clear' in the flush; 'post_add', 'post_remove', 'post_clear' after "
+    "the commit), attribute, model, pk_set.",
+)
