@@ -116,8 +116,7 @@ class Connections:
 
     def _sending(self) -> None:
         """A send has taken its plan: every receiver connected so far counts as sent to."""
-        if self._unsent:
-            self._unsent.clear()
+        self._unsent.clear()
 
     def _close_shortcut(self) -> None:
         """Make the next send take its slow path, which calls `_sending` (`AsyncSignal`

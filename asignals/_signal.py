@@ -325,7 +325,7 @@ class AsyncSignal(Connections, Generic[P]):
         # cost a tenth of a one-receiver send); _plan_to_send() is the same, readable.
         # First: is an event loop running in this thread to await what this returns? On
         # asyncio and uvloop one C call answers; trio is asked only when it says no.
-        if _get_running_loop() is None and not _sync._thread_runs_event_loop():
+        if _get_running_loop() is None and not _sync._in_trio_run():
             raise _sync.no_event_loop(self, "send")
         if args or "sender" in payload or "signal" in payload:
             sender = self._fix_send_arguments((sender, *args), payload)
@@ -356,7 +356,7 @@ class AsyncSignal(Connections, Generic[P]):
                     ...
             ```
         """
-        if _get_running_loop() is None and not _sync._thread_runs_event_loop():
+        if _get_running_loop() is None and not _sync._in_trio_run():
             raise _sync.no_event_loop(self, "send_robust")
         if args or "sender" in payload or "signal" in payload:
             sender = self._fix_send_arguments((sender, *args), payload)
@@ -446,7 +446,7 @@ class AsyncSignal(Connections, Generic[P]):
     ) -> Coroutine[Any, Any, Responses]:
         """The prologue of gather (*mode* 2) and gather_robust (3): check the arguments,
         find the plan, start the receivers' tasks."""
-        if _get_running_loop() is None and not _sync._thread_runs_event_loop():
+        if _get_running_loop() is None and not _sync._in_trio_run():
             raise _sync.no_event_loop(self, _MODES[mode])
         if len(args) == 1 and "sender" not in payload and "signal" not in payload:
             sender = args[0]

@@ -91,8 +91,11 @@ def _run_inline(coroutine: Coroutine[Any, Any, Responses]) -> Responses:
 
 def _thread_runs_event_loop() -> bool:
     # The low-level getter (in asyncio's __all__) answers None instead of raising.
-    if asyncio._get_running_loop() is not None:
-        return True
+    return asyncio._get_running_loop() is not None or _in_trio_run()
+
+
+def _in_trio_run() -> bool:
+    """Whether trio runs in this thread (the sends ask once asyncio has said no)."""
     trio = sys.modules.get("trio")  # only when something imported it: trio may be absent
     if trio is None:
         return False
