@@ -27,10 +27,10 @@ import heapq
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
 
-from ._dispatch import Plan, extend, plan_of
+from ._plans import Plan, Responses, extend, plan_of
 from ._receivers import (
     Call,
     Connection,
@@ -67,6 +67,10 @@ class Connections:
         # Bumped by every change of the plans (whose sender dict changes in place): a cache
         # of what they answer, such as asignals.sqlalchemy's per model class, compares it.
         self._version = 0
+        # The last prepared send, for the next send to reuse (see AsyncSignal.send): valid
+        # while nothing changes, so every change forgets it (`_changed`).
+        self._ready: Ready = NOT_READY
+        self._watchers: list[Any] = []  # asignals._dispatch.Watch objects to tell of changes
         self._on_death = _death_callback(self)
         # Weakly held receivers connected since the last send took a plan, with their
         # descriptions (taken at connect time: the receiver is gone by the time its death is
@@ -75,10 +79,9 @@ class Connections:
         # referenced, weakly. Such a death is logged (once per description: `_warned`).
         #
         # Why this costs a send nothing: no send writes anything per receiver, nor per send.
-        # A send empties the list only on its slow path (`_sending`), and connecting a weak
-        # receiver sends the next send down that path (`_close_shortcut`, before the plans
-        # holding it are published); other dispatch paths (gather, send_sync, the
-        # integrations) take their plan through `_plan_to_send` or call `_sending` themselves.
+        # A send empties the list only when it prepares (`asignals._dispatch.prepare`), and
+        # every change, connecting a weak receiver included, makes the next send prepare
+        # again (`_changed`): reusing the last prepared send never needs to.
         # Any send empties the whole list, whatever its sender: a receiver connected for
         # another sender then counts as sent to. That errs towards silence, never towards a
         # warning about a receiver that ran.
@@ -117,10 +120,16 @@ class Connections:
     def _sending(self) -> None:
         """A send has taken its plan: every receiver connected so far counts as sent to."""
         self._unsent.clear()
+        for watcher in self._watchers:
+            watcher.update()
 
-    def _close_shortcut(self) -> None:
-        """Make the next send take its slow path, which calls `_sending` (`AsyncSignal`
-        forgets the loops it remembered); the table alone has no shortcut to close."""
+    def _changed(self) -> None:
+        """The plans (or the send hooks) changed: a new version, and the next send prepares
+        again (which also notes that the weakly held receivers were handed a plan)."""
+        self._version += 1  # after the plans: a reader of the new version sees them
+        self._ready = NOT_READY
+        for watcher in self._watchers:
+            watcher.update()
 
     def _is_connected(self, receiver: Receiver, sender: Any) -> bool:
         """Whether *receiver* is connected for *sender*, with or without a dispatch_uid."""
@@ -157,7 +166,6 @@ class Connections:
     def _add(self, connection: Connection, description: str | None = None) -> None:
         if description is not None:  # a weakly held receiver: listed before it is published
             self._unsent[connection] = description
-            self._close_shortcut()
         self._connections.append(connection)
         self._index[connection.key] = connection
         for ref in connection.weak_refs:
@@ -174,7 +182,7 @@ class Connections:
             found = sender_plans.get(key)
             plan = found[1] if found is not None and found[0]() is not None else any_plan
             sender_plans[key] = (connection.sender_ref, extend(plan, entry))
-        self._version += 1  # after the plans: a reader of the new version sees them
+        self._changed()
 
     def _remove(self, connection: Connection) -> str | None:
         """Take out one connection, also one whose receiver or sender just died; return the
@@ -199,7 +207,7 @@ class Connections:
                 sender_plans[key] = (found[0], plan)
             else:  # nothing of its own left: the sender goes back to the plan for any sender
                 del sender_plans[key]
-        self._version += 1  # after the plans, as in _add
+        self._changed()
         return description
 
     def _publish(self, connections: list[Connection]) -> None:
@@ -226,7 +234,7 @@ class Connections:
         self._index = {connection.key: connection for connection in connections}
         self._by_ref = {id(ref): c for c in connections for ref in c.weak_refs}
         self._plans = (plan_of(tuple(entry for _, entry in for_any)), sender_plans)
-        self._version += 1
+        self._changed()
 
     def _forget(self, dead: Ref) -> None:
         """A weak reference of one connection died: take that connection out."""
@@ -285,6 +293,16 @@ class Connections:
                     self,
                 )
 
+
+async def _never(*_: Any) -> Responses:  # pragma: no cover - NOT_READY is never taken
+    raise AssertionError("a send reused a prepared send that was not ready")
+
+
+_Run = Callable[..., Coroutine[Any, Any, Responses]]
+Ready = tuple[Plan, int, _Run, _Run]
+"""A signal's last prepared send: its plan, the payload's length, and the loops of send and
+send_robust for it (see `AsyncSignal.send`)."""
+NOT_READY: Ready = ((), -1, _never, _never)  # no payload has that length: never taken
 
 _MAX_WARNED = 256  # descriptions a signal remembers having warned about
 

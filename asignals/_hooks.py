@@ -22,7 +22,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 if TYPE_CHECKING:
-    from ._dispatch import Plan
+    from ._plans import Plan
     from ._signal import AsyncSignal, SendHook
 
 BRIDGE: Final = 0
@@ -61,10 +61,12 @@ def _installed(signal: AsyncSignal) -> tuple[tuple[int, SendHook], ...]:
 
 def add_hook(signal: AsyncSignal, hook: SendHook, order: int) -> None:
     """Install *hook* on *signal* at position *order* (`BRIDGE` or `TESTING`)."""
+    signal._in_use()  # a capture() of a model signal needs its ORM events as a receiver does
     with _lock:
         # sorted() is stable: hooks of equal order keep the order they were added in.
         installed = sorted((*_installed(signal), (order, hook)), key=lambda pair: pair[0])
         signal._hook = HookChain(tuple(installed))
+        signal._changed()  # the next send prepares again, with the hook
 
 
 def remove_hook(signal: AsyncSignal, hook: SendHook) -> None:
@@ -72,6 +74,7 @@ def remove_hook(signal: AsyncSignal, hook: SendHook) -> None:
     with _lock:
         rest = tuple(pair for pair in _installed(signal) if pair[1] is not hook)
         signal._hook = HookChain(rest) if rest else None
+        signal._changed()
 
 
 def find_hook(signal: AsyncSignal, kind: type[H]) -> H | None:

@@ -12,15 +12,11 @@ from typing_extensions import ParamSpec
 
 from . import _sync
 from ._checks import check_seconds
-from ._connections import Connections
-from ._dispatch import (
-    Loop,
-    Plan,
-    Responses,
-    any_payload_loop,
-    guessed_loop,
-    run_concurrently,
-)
+from ._connections import NOT_READY, Connections
+from ._dispatch import in_trio_run, prepare
+from ._gather import run_concurrently
+from ._loops import Loop, loop_for, takes_any_payload
+from ._plans import Plan, Responses, kind_of
 from ._receivers import (
     Receiver,
     accepts_var_keyword,
@@ -107,10 +103,9 @@ class AsyncSignal(Connections, Generic[P]):
         Connections.__init__(self)
         self._hook: SendHook | None = None
         self._coroutine_names: tuple[str, ...] = ()  # see _name_sends()
-        self._no_receiver_sends: tuple[Callable[[], Coroutine[Any, Any, Responses]], ...] = ()
-        self._last_loops: _SendLoops = _NO_LOOPS  # see _choose_loops()
+        self._no_receiver_sends: tuple[Callable[..., Coroutine[Any, Any, Responses]], ...] = ()
         self._named_loops: dict[tuple[tuple[str, ...], type], tuple[Loop, Loop]] = {}
-        self._misses = 0  # sends whose names were not the remembered loops' (_forget_loops)
+        self._misses = 0  # sends whose names were not the prepared send's (_forget_loops)
 
     @property
     def label(self) -> str:
@@ -147,10 +142,6 @@ class AsyncSignal(Connections, Generic[P]):
         self._no_receiver_sends = tuple(no_receiver_sends)
         self._coroutine_names = names
         return names
-
-    def _first_no_receiver_sends(self) -> tuple[Callable[[], Coroutine[Any, Any, Responses]], ...]:
-        self._name_sends()
-        return self._no_receiver_sends
 
     def __repr__(self) -> str:
         if self.name is not None:
@@ -209,6 +200,7 @@ class AsyncSignal(Connections, Generic[P]):
             ```
         """
         is_async = self._check_receiver(receiver, to_thread, timeout)
+        self._accept(receiver, is_async, to_thread)
         if dispatch_uid is not None:
             try:
                 hash(dispatch_uid)
@@ -321,24 +313,18 @@ class AsyncSignal(Connections, Generic[P]):
             results = await order_paid.send(Shop, order=order)
             ```
         """
-        # The send prologue, written out here and in send_robust (a call to a shared one
-        # cost a tenth of a one-receiver send); _plan_to_send() is the same, readable.
-        # First: is an event loop running in this thread to await what this returns? On
-        # asyncio and uvloop one C call answers; trio is asked only when it says no.
-        if _get_running_loop() is None and not _sync._in_trio_run():
+        # Is an event loop running in this thread to await what this returns? On asyncio
+        # and uvloop one C call answers; trio is asked only when it says no.
+        if _get_running_loop() is None and not in_trio_run():
             raise _sync.no_event_loop(self, "send")
         if args or "sender" in payload or "signal" in payload:
             sender = self._fix_send_arguments((sender, *args), payload)
-        any_plan, sender_plans = self._plans
-        plan = self._plan_for(sender) if sender_plans else any_plan
-        if self._hook is not None:
-            plan = self._hook(sender, payload, plan)
-        if not plan:  # the common case for library signals: make it cheapest
-            return (self._no_receiver_sends or self._first_no_receiver_sends())[0]()
-        size, kind, named = self._last_loops
-        if len(payload) != size or type(plan) is not kind:
-            named = self._choose_loops(payload, plan)
-        return named[0](self, plan, False, sender, payload)
+        # The last prepared send, reused while valid for a payload of its length (its loop
+        # checks the names); else prepared now (see asignals/_dispatch.py).
+        plan, size, send, _ = self._ready
+        if len(payload) != size:
+            plan, send, _ = self._prepare(sender, payload)
+        return send(self, plan, sender, payload)
 
     def send_robust(
         self, sender: Any = None, /, *args: Any, **payload: Any
@@ -356,20 +342,14 @@ class AsyncSignal(Connections, Generic[P]):
                     ...
             ```
         """
-        if _get_running_loop() is None and not _sync._in_trio_run():
+        if _get_running_loop() is None and not in_trio_run():
             raise _sync.no_event_loop(self, "send_robust")
         if args or "sender" in payload or "signal" in payload:
             sender = self._fix_send_arguments((sender, *args), payload)
-        any_plan, sender_plans = self._plans
-        plan = self._plan_for(sender) if sender_plans else any_plan
-        if self._hook is not None:
-            plan = self._hook(sender, payload, plan)
-        if not plan:
-            return (self._no_receiver_sends or self._first_no_receiver_sends())[1]()
-        size, kind, named = self._last_loops
-        if len(payload) != size or type(plan) is not kind:
-            named = self._choose_loops(payload, plan)
-        return named[1](self, plan, True, sender, payload)
+        plan, size, _, send = self._ready
+        if len(payload) != size:
+            plan, _, send = self._prepare(sender, payload)
+        return send(self, plan, sender, payload)
 
     def gather(self, /, *args: P.args, **payload: P.kwargs) -> Coroutine[Any, Any, Responses]:
         """Run the receivers concurrently; responses in connection order.
@@ -444,15 +424,15 @@ class AsyncSignal(Connections, Generic[P]):
     def _start(
         self, mode: int, args: tuple[Any, ...], payload: dict[str, Any]
     ) -> Coroutine[Any, Any, Responses]:
-        """The prologue of gather (*mode* 2) and gather_robust (3): check the arguments,
-        find the plan, start the receivers' tasks."""
-        if _get_running_loop() is None and not _sync._in_trio_run():
+        """gather (*mode* 2) and gather_robust (3): check the arguments, prepare the send,
+        start the receivers' tasks."""
+        if _get_running_loop() is None and not in_trio_run():
             raise _sync.no_event_loop(self, _MODES[mode])
         if len(args) == 1 and "sender" not in payload and "signal" not in payload:
             sender = args[0]
         else:
             sender = self._fix_send_arguments(args, payload)
-        plan = self._plan_to_send(sender, payload)
+        plan = prepare(self, sender, payload)
         if not plan:
             return (self._no_receiver_sends or self._first_no_receiver_sends())[mode]()
         coroutine = run_concurrently(
@@ -463,65 +443,58 @@ class AsyncSignal(Connections, Generic[P]):
         coroutine.__qualname__ = names[mode]  # type: ignore[attr-defined]
         return coroutine
 
-    def _choose_loops(self, payload: dict[str, Any], plan: Plan) -> tuple[Loop, Loop]:
-        """The loops of send and send_robust for this payload's names and this plan's kind,
-        named after them (so that a forgotten ``await`` warns about ``order_paid.send``),
-        remembered as the ones the next send tries first.
+    def _first_no_receiver_sends(self) -> tuple[Callable[..., Coroutine[Any, Any, Responses]], ...]:
+        self._name_sends()
+        return self._no_receiver_sends
 
-        The next send takes them when its payload has as many items and its plan is of the
-        same class: comparing two numbers costs nothing, where building and hashing the
-        payload's names cost a fifth of a one-receiver send. The loops check the names
-        themselves (see `guessed_loop`) and call `_forget_loops` when they differ.
+    def _prepare(self, sender: Any, payload: dict[str, Any]) -> tuple[Plan, Loop, Loop]:
+        """Prepare a send (`asignals._dispatch.prepare`) and find the loops of send and
+        send_robust for it, named after this signal (so that a forgotten ``await`` warns
+        about ``order_paid.send``); keep them as the prepared send the next send reuses
+        while they stay valid (`Connections._ready`).
 
-        Not remembered: the ``**`` loop (it takes any payload, so nothing would ever tell a
-        payload of the same length that has a faster loop), and anything once a signal's
-        sends have changed names under the same length `_MAX_MISSES` times: there guessing
-        costs more than it saves, and each send looks its loops up, as before.
+        Reusing costs two comparisons, where building and hashing the payload's names cost
+        a fifth of a one-receiver send. Valid while no sender has receivers of its own and
+        no send hook is installed (any change forgets it), for payloads of the same length:
+        the loops check the names (see `asignals._loops`) and call `_forget_loops` when they
+        differ. Not kept: the ``**`` loop (it takes any payload, so nothing would ever tell
+        a payload of the same length that has a faster loop), and anything once a signal's
+        sends have changed names under the same length `_MAX_MISSES` times.
         """
-        shape = tuple(payload)
-        kind = type(plan)
-        named = self._named_loops.get((shape, kind))
-        if named is None:
-            if len(self._named_loops) >= _MAX_NAMED_LOOPS:  # names from user input: bounded
-                self._named_loops.clear()
-            names = self._coroutine_names or self._name_sends()
-            send, send_robust = (
-                guessed_loop(shape, kind, robust=False),
-                guessed_loop(shape, kind, robust=True),
-            )
-            named = self._named_loops[shape, kind] = (
-                _renamed(send, names[0]),
-                _renamed(send_robust, names[1]),
-            )
-        if self._misses < _MAX_MISSES and named[0].__code__ is not any_payload_loop.__code__:
-            self._last_loops = (len(shape), kind, named)
-        # This send has taken its plan: the weakly held receivers connected so far count as
-        # sent to. After the loops are remembered, so that no send can take the shortcut
-        # with a receiver still listed (see Connections._unsent and _close_shortcut).
-        if self._unsent:
-            self._sending()
-        return named
+        version = self._version
+        plan = prepare(self, sender, payload)
+        if plan:
+            key = (tuple(payload), kind_of(plan))
+            loops = self._named_loops.get(key) or self._name_loops(*key)
+        else:
+            sends = self._no_receiver_sends or self._first_no_receiver_sends()
+            loops = (sends[0], sends[1])
+        if (
+            self._hook is None
+            and not self._plans[1]
+            and self._misses < _MAX_MISSES
+            and not takes_any_payload(loops[0])
+        ):
+            self._ready = (plan, len(payload), *loops)
+            if self._version != version:  # changed meanwhile (another thread): not valid
+                self._ready = NOT_READY
+        return (plan, *loops)
 
-    def _close_shortcut(self) -> None:
-        """A weakly held receiver is about to be published: the next send chooses its
-        loops again (`_choose_loops`), and so notes that it was handed a plan."""
-        self._last_loops = _NO_LOOPS
+    def _name_loops(self, shape: tuple[str, ...], kind: type) -> tuple[Loop, Loop]:
+        if len(self._named_loops) >= _MAX_NAMED_LOOPS:  # names from user input: bounded
+            self._named_loops.clear()
+        names = self._coroutine_names or self._name_sends()
+        loops = (
+            _renamed(loop_for(shape, kind, robust=False, checked=True), names[0]),
+            _renamed(loop_for(shape, kind, robust=True, checked=True), names[1]),
+        )
+        self._named_loops[shape, kind] = loops
+        return loops
 
     def _forget_loops(self) -> None:
-        """A send's payload had other names than the loops it was given: choose again."""
-        self._last_loops = _NO_LOOPS
+        """A send's payload had other names than the prepared send's loops: prepare again."""
+        self._ready = NOT_READY
         self._misses += 1
-
-    def _plan_to_send(self, sender: Any, payload: dict[str, Any]) -> Plan:
-        """The plan a send from *sender* runs (the testing hook may replace it); the send
-        that asks is about to run it (see `Connections._sending`)."""
-        any_plan, sender_plans = self._plans
-        plan = self._plan_for(sender) if sender_plans else any_plan
-        if self._hook is not None:
-            plan = self._hook(sender, payload, plan)
-        if self._unsent and plan:  # (seldom listed: asked first)
-            self._sending()
-        return plan
 
     def _fix_send_arguments(self, args: tuple[Any, ...], named: dict[str, Any]) -> Any:
         """The sender of a send whose arguments are not simply ``(sender, **payload)``."""
@@ -543,6 +516,18 @@ class AsyncSignal(Connections, Generic[P]):
                 f"it once: send(sender, **payload)"
             )
         return named.pop("sender")
+
+    # -- for subclasses (asignals.sqlalchemy's model signals) ------------------------------
+
+    def _accept(self, receiver: Any, is_async: bool, to_thread: bool) -> None:
+        """*receiver* passed `connect`'s checks and is about to be connected (or checked by
+        `asignals._dispatch.check_receiver`): a subclass may raise to refuse it. By default
+        the signal is now in use (`_in_use`)."""
+        self._in_use()
+
+    def _in_use(self) -> None:
+        """A receiver is about to be connected, or a send hook installed: a subclass that
+        has work to set up before its first send (listening to ORM events) does it here."""
 
     def _check_receiver(self, receiver: Any, to_thread: bool, timeout: float | None) -> bool:
         """Validate a receiver and its options; return whether it is a coroutine receiver."""
@@ -572,7 +557,7 @@ class AsyncSignal(Connections, Generic[P]):
         return is_async
 
 
-async def _no_receivers() -> Responses:
+async def _no_receivers(*_: Any) -> Responses:
     return []
 
 
@@ -580,12 +565,8 @@ _MODES = ("send", "send_robust", "gather", "gather_robust")
 """The four awaitable send methods, in the order of the signal's coroutine names."""
 
 
-_SendLoops = tuple[int, type, tuple[Loop, Loop]]
-"""What a signal's next send tries first: payload length, plan class, loops (see
-`AsyncSignal._choose_loops`)."""
 _MAX_NAMED_LOOPS = 64  # payload shapes x plan classes one signal keeps loops named for
 _MAX_MISSES = 8
-_NO_LOOPS = cast(_SendLoops, (-1, type(None), ()))  # a length no payload has: never taken
 
 
 def _renamed(loop: Loop, name: str) -> Loop:

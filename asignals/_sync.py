@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import sys
 import threading
 import weakref
 from collections.abc import Coroutine
@@ -31,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.from_thread
 
-from ._dispatch import Responses, loop_for, loops
+from ._dispatch import Caller, caller, inline, prepare, run_inline
+from ._loops import loop_for
+from ._plans import Responses, kind_of
 from ._receivers import SYNC, describe
 
 if TYPE_CHECKING:
@@ -44,27 +45,24 @@ def run(
     """Run one ``send`` (or ``send_robust``) of *signal* to completion from sync code."""
     method = "send_robust" if robust else "send"
     sender = signal._fix_send_arguments(args, payload)  # bad arguments fail in the caller
-    on_loop = _thread_runs_event_loop()
-    if not on_loop and _in_anyio_worker_thread():
+    where = caller()
+    if where is Caller.WORKER_THREAD:
         return anyio.from_thread.run(_send_on_loop, signal, robust, sender, payload)
-    plan = signal._plan_to_send(sender, payload)
-    if on_loop:
-        waits = next((ref() for ref, call in plan if call is not SYNC), None)
-        if waits is not None:
-            raise RuntimeError(
-                f"{signal!r}.{method}_sync() was called on a thread that is running an "
-                f"event loop, and receiver {describe(waits)} must be awaited there; "
-                f"use `await {signal.label}.{method}(...)` instead"
-            )
+    plan = prepare(signal, sender, payload)
     if not plan:
         return []
-    shape = tuple(payload)
-    loop = loops.get(shape) or loop_for(shape)
-    coroutine = loop(signal, plan, robust, sender, payload)
+    if inline(plan):
+        return run_inline(signal, plan, sender, payload, robust)
+    if where is Caller.EVENT_LOOP:
+        waits = next(ref() for ref, call in plan if call is not SYNC)
+        raise RuntimeError(
+            f"{signal!r}.{method}_sync() was called on a thread that is running an "
+            f"event loop, and receiver {describe(waits)} must be awaited there; "
+            f"use `await {signal.label}.{method}(...)` instead"
+        )
+    coroutine = loop_for(tuple(payload), kind_of(plan), robust)(signal, plan, sender, payload)
     names = signal._coroutine_names or signal._name_sends()
     coroutine.__qualname__ = f"{names[robust]}_sync"  # type: ignore[attr-defined]
-    if all(call is SYNC for _, call in plan):
-        return _run_inline(coroutine)
     return _private_loop().run(coroutine)
 
 
@@ -76,34 +74,6 @@ async def _send_on_loop(
     if robust:
         return await signal.send_robust(sender, **payload)
     return await signal.send(sender, **payload)
-
-
-def _run_inline(coroutine: Coroutine[Any, Any, Responses]) -> Responses:
-    """Run a dispatch loop over sync receivers only: it finishes without suspending."""
-    try:
-        coroutine.send(None)
-    except StopIteration as finished:
-        responses: Responses = finished.value
-        return responses
-    coroutine.close()  # pragma: no cover - a sync-only plan never suspends
-    raise AssertionError("a dispatch loop over sync receivers suspended")  # pragma: no cover
-
-
-def _thread_runs_event_loop() -> bool:
-    # The low-level getter (in asyncio's __all__) answers None instead of raising.
-    return asyncio._get_running_loop() is not None or _in_trio_run()
-
-
-def _in_trio_run() -> bool:
-    """Whether trio runs in this thread (the sends ask once asyncio has said no)."""
-    trio = sys.modules.get("trio")  # only when something imported it: trio may be absent
-    if trio is None:
-        return False
-    try:  # every trio release has this (in_trio_run() is newer than trio 0.25)
-        trio.lowlevel.current_trio_token()
-    except RuntimeError:  # no trio run in this thread
-        return False
-    return True
 
 
 def no_event_loop(signal: AsyncSignal[...], method: str) -> RuntimeError:
@@ -120,17 +90,6 @@ def no_event_loop(signal: AsyncSignal[...], method: str) -> RuntimeError:
         f"call {signal.label}.{instead}(...) from sync code, or "
         f"`await {signal.label}.{method}(...)` from a coroutine"
     )
-
-
-def _in_anyio_worker_thread() -> bool:
-    try:
-        # Raises RuntimeError (NoEventLoopError in recent anyio) outside anyio's worker
-        # threads, and the cancellation exception when the task waiting for this thread
-        # was cancelled: then the send is cancelled before it starts, as it would be.
-        anyio.from_thread.check_cancelled()
-    except RuntimeError:
-        return False
-    return True
 
 
 class _PrivateLoop:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from ._dispatch import Responses
+from ._plans import Responses
 from ._receivers import Receiver, describe
 from ._signal import AsyncSignal, P
 

@@ -29,7 +29,7 @@ from ._builtins import (
     request_started,
 )
 from ._checks import check_seconds
-from ._dispatch import Loop, Plan, loop_for
+from ._dispatch import Loop, Watch, loop_for, prepare
 from ._receivers import Entry
 
 __all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "SignalMiddleware"]
@@ -221,20 +221,8 @@ class SignalMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Nothing connected to the request signals and no send hook on them (asignals.testing
-        # capture, asignals.redis): has_listeners() would answer False for all three, read
-        # here off their tables directly since every request asks (`is None` rather than a
-        # hook's truth: no call). This costs about half of what the await below costs.
-        if (
-            not (
-                request_started._connections
-                or request_finished._connections
-                or got_request_exception._connections
-            )
-            and request_started._hook is None
-            and request_finished._hook is None
-            and got_request_exception._hook is None
-            and scope["type"] != "lifespan"
-        ):
+        # capture, asignals.redis): has_listeners() would answer False for all three.
+        if _started.idle and _finished.idle and _exception.idle and scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
         scope_type = scope["type"]
@@ -250,18 +238,16 @@ class SignalMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        # Whether some receiver listens to a request from this sender, asked as
-        # has_listeners() would ask, and the plan request_started runs. While request_started
-        # has no send hook, the plan found answers for it: found here as _plan_to_send()
-        # finds it, written out because a method call costs more than the lookup itself.
+        # The plan request_started runs (prepared now: a send hook sees the send), and
+        # whether anyone else listens to a request from this sender.
         sender = self.sender
-        plan: Plan | None = None
-        if request_started._hook is None:
-            any_plan, sender_plans = request_started._plans
-            plan = request_started._plan_for(sender) if sender_plans else any_plan
+        started_payload = {"scope": scope}
+        plan = _started.plan
+        if plan is None:
+            plan = prepare(request_started, sender, started_payload)
         if not (
             plan
-            or (plan is None and request_started.has_listeners(sender))
+            or request_started.has_listeners(sender)
             or request_finished.has_listeners(sender)
             or got_request_exception.has_listeners(sender)
         ):
@@ -280,14 +266,9 @@ class SignalMiddleware:
         started = perf_counter()
         interrupted = False  # by cancellation (or KeyboardInterrupt...), not an app error
         try:
-            # request_started.send(sender, scope=scope), taken apart like the finish below:
-            # the same plan (the testing helpers' hook applied) and the same compiled loop.
-            if plan is None:  # a hook is installed: it sees the send now
-                plan = request_started._plan_to_send(sender, {"scope": scope})
+            # request_started.send(sender, scope=scope), prepared above.
             if plan:  # a failure fails the request
-                if request_started._unsent:  # as a send notes it (Connections._unsent)
-                    request_started._sending()
-                await _send_started(request_started, plan, False, sender, {"scope": scope})
+                await _send_started(request_started, plan, sender, started_payload)
             try:
                 await self.app(scope, exchange.observe_receive, exchange.observe_send)
             except Exception as exc:
@@ -317,19 +298,16 @@ class SignalMiddleware:
             # request_finished.send_robust(sender, **payload), taken apart so that the
             # receivers it has not reached yet are known when a cancellation cuts it short:
             # the loop walks an iterator of the plan.
-            any_plan, sender_plans = request_finished._plans
-            plan = request_finished._plan_for(sender) if sender_plans else any_plan
-            if request_finished._hook is not None:
-                plan = request_finished._hook(sender, payload, plan)
-            if plan and request_finished._unsent:  # as a send notes it (Connections._unsent)
-                request_finished._sending()
+            plan = _finished.plan
+            if plan is None:
+                plan = prepare(request_finished, sender, payload)
             remaining = iter(plan)
             try:
                 if interrupted:
                     await self._finish_shielded(remaining, sender, payload, scope)
                 else:
                     try:
-                        await _send_finished(request_finished, remaining, True, sender, payload)
+                        await _send_finished(request_finished, remaining, sender, payload)
                     except BaseException:
                         # Cancelled while a receiver awaited: that one is cut off, but the
                         # ones after it still hear that the request finished, as after a
@@ -361,7 +339,7 @@ class SignalMiddleware:
         that a slow receiver cannot hold it (or a shutdown) forever.
         """
         with anyio.move_on_after(self.finish_timeout, shield=True) as bound:
-            await _send_finished(request_finished, remaining, True, sender, payload)
+            await _send_finished(request_finished, remaining, sender, payload)
         if bound.cancelled_caught:
             logger.warning(
                 "request_finished receivers did not finish within finish_timeout=%ss "
@@ -424,4 +402,7 @@ _FINISHED_DEFAULTS: dict[str, Any] = {
 # found once: looking them up per request (hashing the tuple of names) cost about as much
 # as a whole direct call of a receiver.
 _send_started: Loop = loop_for(("scope",))
-_send_finished: Loop = loop_for(tuple(_FINISHED_DEFAULTS))
+# Kept up to date by the signals: the quiet check and the plans, read per request.
+_started, _finished = Watch(request_started), Watch(request_finished)
+_exception = Watch(got_request_exception)
+_send_finished: Loop = loop_for(tuple(_FINISHED_DEFAULTS), robust=True)

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, NamedTuple
 
-from ._dispatch import Plan
 from ._hooks import TESTING as _TESTING
 from ._hooks import add_hook, find_hook, remove_hook
+from ._plans import Plan
 from ._receivers import Receiver, same_sender
 from ._signal import AsyncSignal
 

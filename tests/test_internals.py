@@ -28,9 +28,10 @@ from helpers import (
     sync_recorder,
 )
 
-from asignals import AsyncSignal
-from asignals import _dispatch as dispatch
+from asignals import AsyncSignal, _gather, _loops
 from asignals._connections import Connections
+from asignals._dispatch import prepare
+from asignals._plans import AwaitPlan, InlinePlan
 from asignals._receivers import SYNC, make_ref
 from asignals.testing import capture, connected_to, muted
 
@@ -292,7 +293,7 @@ def test_the_kept_loop_is_closed_at_exit_or_with_its_thread() -> None:
 
 def _compiled(shape: tuple[str, ...]) -> bool:
     """Whether a loop was compiled for these payload names (by any send mode)."""
-    return shape in dispatch.loops or any(names == shape for names, _, _ in dispatch._guessed)
+    return any(key[0] == shape for key in _loops._cache)
 
 
 @pytest.mark.anyio
@@ -305,14 +306,14 @@ async def test_ten_thousand_payload_names_compile_no_loop(mode: Mode) -> None:
     await sender_of(sig, mode)(None, **form)
     shape = tuple(form)
     assert not _compiled(shape)  # nothing compiled (seconds, before the first await)
-    assert dispatch.loop_for(shape) is dispatch.any_payload_loop
+    assert _loops.takes_any_payload(_loops.loop_for(shape))
 
 
 @pytest.mark.anyio
 async def test_payload_names_up_to_the_cap_are_compiled() -> None:
     sig = AsyncSignal("wide")
     sig.connect(echo)
-    at_cap = {f"cap_{index}": index for index in range(dispatch._MAX_NAMES)}
+    at_cap = {f"cap_{index}": index for index in range(_loops.MAX_NAMES)}
     over = {**at_cap, "one_more": 0}
     assert (await sig.send(None, **at_cap))[0][1] == {"signal": sig, "sender": None, **at_cap}
     assert (await sig.send(None, **over))[0][1] == {"signal": sig, "sender": None, **over}
@@ -321,16 +322,13 @@ async def test_payload_names_up_to_the_cap_are_compiled() -> None:
 
 
 @pytest.mark.anyio
-async def test_the_shape_caches_are_bounded_and_compile_each_shape_once(
-    monkeypatch: pytest.MonkeyPatch, anyio_backend_name: str
+async def test_the_loop_cache_is_bounded_and_compiles_each_shape_once(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Tiny caches, empty at first, restored afterwards (test_send_payloads.py sends more
-    shapes than the real ones hold, in a fresh interpreter).
-
-    gather fills `loops` on trio, and the gather children's `child_loops` on asyncio."""
-    monkeypatch.setattr(dispatch, "loops", {})
-    monkeypatch.setattr(dispatch, "child_loops", {})
-    monkeypatch.setattr(dispatch, "_MAX_SHAPES", 2)
+    """A tiny cache, empty at first, restored afterwards (test_send_payloads.py sends more
+    shapes than the real one holds, in a fresh interpreter)."""
+    monkeypatch.setattr(_loops, "_cache", {})
+    monkeypatch.setattr(_loops, "MAX_LOOPS", 6)
     sig = AsyncSignal("s")
     seen: list[dict[str, Any]] = []
     keep = connect_every_kind(sig, seen, Shop)
@@ -339,44 +337,88 @@ async def test_the_shape_caches_are_bounded_and_compile_each_shape_once(
             await sender_of(sig, mode)(Shop, **{f"name{index}": index})
     assert seen == [{f"name{i}": i} for i in range(5) for _ in range(4 * 4)]
     del keep
-    if anyio_backend_name == "trio":
-        assert len(dispatch.loops) == 2
-        assert dispatch.loop_for(("name0",)) is dispatch.loops[("name0",)]  # compiled once
-    else:
-        assert len(dispatch.child_loops) == 2
-        child = dispatch.child_loop_for(("name0",), tuple)
-        assert child is dispatch.child_loops[("name0",), tuple]  # compiled once
-        beyond = dispatch.child_loop_for(("name4",), tuple)  # the ** child, shared
-        assert beyond is dispatch.child_loop_for(("name5",), tuple) is not child
+    assert len([key for key in _loops._cache if key[0] is not None]) <= 6
+    first = _loops.loop_for(("name0",), tuple, robust=True, checked=True)
+    assert first is _loops.loop_for(("name0",), tuple, robust=True, checked=True)  # once
+    beyond = _loops.child_for(("name4",), tuple, robust=True)  # the ** child, shared
+    assert beyond is _loops.child_for(("name5",), tuple, robust=True)
+    assert _loops.takes_any_payload(beyond)
 
 
 def test_spellable_shapes_get_their_own_loop_and_others_share_the_generic_one() -> None:
-    spellable = dispatch.loop_for(("order", "user"))
-    assert spellable is dispatch.loop_for(("order", "user"))
-    assert spellable is not dispatch.loop_for(("user", "order"))
-    generic = dispatch.loop_for(("class",))
-    assert generic is dispatch.loop_for(("plan",))
-    assert generic is dispatch.loop_for(("a b",))
+    spellable = _loops.loop_for(("order", "user"))
+    assert spellable is _loops.loop_for(("order", "user"))
+    assert spellable is not _loops.loop_for(("user", "order"))
+    generic = _loops.loop_for(("class",))
+    assert generic is _loops.loop_for(("plan",))
+    assert generic is _loops.loop_for(("a b",))
+    assert generic is _loops.loop_for(("responses",))  # a local of the template
     assert generic is not spellable
-
-
-def test_shape_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "loops", {})
-    monkeypatch.setattr(dispatch, "_MAX_SHAPES", 3)
-    for index in range(10):
-        dispatch.loop_for((f"name{index}",))
-    assert len(dispatch.loops) == 3
-    assert dispatch.loop_for(("name9",)) is dispatch.loop_for(("**",))  # the generic loop
+    assert _loops.takes_any_payload(generic)
+    assert not _loops.takes_any_payload(spellable)
 
 
 @pytest.mark.anyio
-async def test_payload_shape_cache_overflow_still_delivers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "loops", {})
-    monkeypatch.setattr(dispatch, "_MAX_SHAPES", 1)
+async def test_loop_cache_overflow_still_delivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_loops, "_cache", {})
+    monkeypatch.setattr(_loops, "MAX_LOOPS", 1)
     sig = AsyncSignal("overflow")
     sig.connect(echo)
     assert await sig.send(None, a=1) == [(echo, {"signal": sig, "sender": None, "a": 1})]
     assert await sig.send(None, b=2) == [(echo, {"signal": sig, "sender": None, "b": 2})]
+
+
+# -- the template and its compiled copies --------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("robust", [False, True], ids=["send", "send_robust"])
+async def test_the_template_behaves_as_its_compiled_copies(robust: bool) -> None:
+    """`asignals._loop.run_in_order`, run as written, gives what every compiled copy of it
+    gives: the same responses for every kind of receiver, and the same failure."""
+    from asignals._loop import run_in_order
+    from asignals._plans import kind_of
+
+    sig = AsyncSignal("template")
+    seen: list[dict[str, Any]] = []
+    keep = connect_every_kind(sig, seen, Shop)
+    plan = sig._plans[1][id(Shop)][1]
+    payload = {"order": 1, "user": 2}
+    expected = await run_in_order(sig, plan, Shop, payload, robust)
+    for shape in (tuple(payload), None):
+        for checked in (False, True):
+            loop = _loops.loop_for(shape, kind_of(plan), robust, checked)
+            assert await loop(sig, plan, Shop, payload) == expected
+    del keep
+
+    def fails(**kwargs: Any) -> None:
+        raise ValueError("no")
+
+    failing = ((make_ref(fails, False, print), SYNC),)
+    compiled = _loops.loop_for(tuple(payload), InlinePlan, robust)
+    if robust:
+        ((_, error),) = await run_in_order(sig, failing, Shop, payload, robust)
+        ((_, again),) = await compiled(sig, failing, Shop, payload)
+        assert type(error) is type(again) is ValueError
+    else:
+        with pytest.raises(ValueError, match="no"):
+            await run_in_order(sig, failing, Shop, payload, robust)
+        with pytest.raises(ValueError, match="no"):
+            await compiled(sig, failing, Shop, payload)
+
+
+def test_compiled_copies_are_named_and_have_source_lines() -> None:
+    import linecache
+
+    loop = _loops.loop_for(("order",), AwaitPlan, robust=True, checked=True)
+    assert loop.__code__.co_name == "asignals.send"
+    lines = linecache.getlines(loop.__code__.co_filename)
+    first = loop.__code__.co_firstlineno
+    source = "".join(lines[first - 1 : first + 12])
+    assert "order = payload['order']" in source
+    assert "await receiver(signal=signal, sender=sender, order=order)" in source
+    child = _loops.child_for(("order",), AwaitPlan, robust=False)
+    assert child.__code__.co_name == "asignals.gather"
 
 
 # -- the plan class each mix of receiver kinds gets --------------------------------------------
@@ -390,13 +432,13 @@ async def test_plan_class_follows_the_kinds_of_receivers_between_sends(mode: Mod
     sig = AsyncSignal("kinds")
     send = sender_of(sig, mode)
     sig.connect(echo_items)
-    assert type(sig._plans[0]) is dispatch.InlinePlan
+    assert type(sig._plans[0]) is InlinePlan
     assert await send(Shop, a=1) == [(echo_items, items(sig, a=1))]
     sig.connect(async_echo_items)
     assert type(sig._plans[0]) is tuple
     await send(Shop, a=2)
     sig.disconnect(echo_items)
-    assert type(sig._plans[0]) is dispatch.AwaitPlan
+    assert type(sig._plans[0]) is AwaitPlan
     await send(Shop, a=3)
 
     def in_thread(**kwargs: Any) -> str:
@@ -420,56 +462,66 @@ def test_plan_classes_follow_every_update() -> None:
 
     sig.connect(first)
     sig.connect(second, sender=Shop)
-    assert type(sig._plans[0]) is dispatch.InlinePlan
-    assert type(sig._plan_for(Shop)) is dispatch.InlinePlan
+    assert type(sig._plans[0]) is InlinePlan
+    assert type(sig._plan_for(Shop)) is InlinePlan
     assert len(sig._plan_for(Shop)) == 2
     sig.connect(third)
     assert type(sig._plans[0]) is tuple
     assert type(sig._plan_for(Shop)) is tuple
     sig.disconnect(first)
-    assert type(sig._plans[0]) is dispatch.AwaitPlan
+    assert type(sig._plans[0]) is AwaitPlan
     assert type(sig._plan_for(Shop)) is tuple  # second (sync) and third (coroutine)
     del third
     gc.collect()
     assert sig._plans[0] == ()
-    assert type(sig._plan_for(Shop)) is dispatch.InlinePlan
+    assert type(sig._plan_for(Shop)) is InlinePlan
     sig._publish(list(sig._connections))  # the rebuild after deaths during a connect
-    assert type(sig._plan_for(Shop)) is dispatch.InlinePlan
+    assert type(sig._plan_for(Shop)) is InlinePlan
 
 
-# -- the loops a signal remembers from its last send ------------------------------------------
+# -- the prepared send a signal keeps for the next one ---------------------------------------
 
 
 @pytest.mark.anyio
-async def test_a_mismatch_makes_the_next_send_choose_again() -> None:
+async def test_a_mismatch_makes_the_next_send_prepare_again() -> None:
     sig = AsyncSignal("rechoose")
     sig.connect(echo_items)
     await sig.send(Shop, a=1)
-    chosen = sig._last_loops
-    assert chosen[0] == 1
+    ready = sig._ready
+    assert ready[1] == 1
     await sig.send(Shop, b=2)  # the loop for `a` was tried, saw `b`, handed it on
-    assert sig._last_loops[0] == -1  # no payload has that length
+    assert sig._ready[1] == -1  # no payload has that length
     assert await sig.send(Shop, b=3) == [(echo_items, items(sig, b=3))]
-    assert sig._last_loops[0] == 1
-    assert sig._last_loops is not chosen
+    assert sig._ready[1] == 1
+    assert sig._ready is not ready
 
 
 @pytest.mark.anyio
-async def test_guessed_loops_past_the_cap_still_deliver(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "_guessed", {})
-    monkeypatch.setattr(dispatch, "_MAX_SHAPES", 1)
-    sig = AsyncSignal("many_shapes")
+async def test_every_change_forgets_the_prepared_send() -> None:
+    sig = AsyncSignal("changes")
     sig.connect(echo_items)
-    for index in range(8):
-        payload = {f"name_{index}": index, "x": 0}
-        assert await sig.send(Shop, **payload) == [(echo_items, items(sig, **payload))]
-    assert len(dispatch._guessed) <= 5  # the cap: five loops per shape allowed
+    await sig.send(Shop, a=1)
+    assert sig._ready[1] == 1
+    sig.connect(echo, weak=False)
+    assert sig._ready[1] == -1
+    await sig.send(Shop, a=1)
+    with capture(sig):  # a send hook
+        assert sig._ready[1] == -1
+        await sig.send(Shop, a=1)
+        assert sig._ready[1] == -1  # not kept while a hook is installed
+    await sig.send(Shop, a=1)
+    sig.connect(echo_items, sender=Shop)  # a sender's own plan: not kept either
+    await sig.send(Shop, a=1)
+    assert sig._ready[1] == -1
 
 
 @pytest.mark.anyio
-async def test_names_from_user_input_keep_memory_bounded() -> None:
+async def test_names_from_user_input_keep_memory_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """`send(self, **form)` with ever new names: the loops a signal keeps named copies of
-    stay bounded."""
+    stay bounded (and so does the module's cache, past which names share the ** loop)."""
+    monkeypatch.setattr(_loops, "_cache", {})  # filled here, and dropped afterwards
     sig = AsyncSignal("forms")
     sig.connect(echo_items)
     for index in range(300):
@@ -478,30 +530,34 @@ async def test_names_from_user_input_keep_memory_bounded() -> None:
         assert await sig.send(Shop, **one) == [(echo_items, items(sig, **one))]
         assert await sig.send(Shop, **two) == [(echo_items, items(sig, **two))]
     assert len(sig._named_loops) <= 64
+    assert len(_loops._cache) <= _loops.MAX_LOOPS + len(_loops._generic)
 
 
 @pytest.mark.anyio
-async def test_a_signal_whose_names_keep_changing_stops_guessing() -> None:
+async def test_a_signal_whose_names_keep_changing_stops_reusing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_loops, "_cache", {})  # room for these names, whatever ran before
     sig = AsyncSignal("unsteady")
     sig.connect(echo_items)
     for index in range(40):
         payload = {"order": index} if index % 2 else {"user": index}
         assert await sig.send(Shop, **payload) == [(echo_items, items(sig, **payload))]
-    assert sig._misses == 8  # then no more guesses, so no more misses
-    assert sig._last_loops[0] == -1
+    assert sig._misses == 8  # then no more reuse, so no more misses
+    assert sig._ready[1] == -1
 
 
 @pytest.mark.anyio
-async def test_the_any_payload_loop_is_not_remembered() -> None:
+async def test_the_any_payload_loop_is_not_kept() -> None:
     """A payload name the loop cannot pass as a keyword (`plan`) takes the `**` loop; a
     later payload of the same length with an ordinary name gets its own fast loop."""
     sig = AsyncSignal("shadowing")
     sig.connect(echo_items)
     assert await sig.send(Shop, plan=1) == [(echo_items, items(sig, plan=1))]
-    assert sig._last_loops[0] == -1
+    assert sig._ready[1] == -1
     assert await sig.send(Shop, order=2) == [(echo_items, items(sig, order=2))]
-    assert sig._last_loops[0] == 1
-    assert sig._last_loops[2][0].__code__ is not dispatch.any_payload_loop.__code__
+    assert sig._ready[1] == 1
+    assert not _loops.takes_any_payload(sig._ready[2])
 
 
 # -- gather on asyncio: a plan's parts, and when it builds eager tasks itself ------------------
@@ -518,11 +574,11 @@ async def test_a_plan_splits_into_parts_once() -> None:
         return "b"
 
     sig.connect(a)
-    plan = sig._plan_to_send(None, {})
-    assert dispatch._parts(plan) is dispatch._parts(plan)
+    plan = prepare(sig, None, {})
+    assert _gather._parts(plan) is _gather._parts(plan)
     sig.connect(b)
     assert await sig.gather(None) == [(a, "a"), (b, "b")]  # a new plan, its own parts
-    assert len(dispatch._parts(sig._plan_to_send(None, {}))) == 2
+    assert len(_gather._parts(prepare(sig, None, {}))) == 2
 
 
 class CountingLoop(asyncio.SelectorEventLoop):
@@ -539,9 +595,9 @@ def test_eager_tasks_only_on_plain_loops_without_a_task_factory(factory: Any) ->
 
     async def probe() -> list[bool]:
         loop = asyncio.get_running_loop()
-        answers = [dispatch._builds_eager_tasks(loop)]
+        answers = [_gather._builds_eager_tasks(loop)]
         loop.set_task_factory(lambda loop, coro, **kw: asyncio.Task(coro, loop=loop, **kw))
-        answers.append(dispatch._builds_eager_tasks(loop))
+        answers.append(_gather._builds_eager_tasks(loop))
         loop.set_task_factory(None)
         return answers
 
@@ -552,6 +608,6 @@ def test_eager_tasks_only_on_plain_loops_without_a_task_factory(factory: Any) ->
         loop.close()
     other = CountingLoop()
     try:
-        assert dispatch._builds_eager_tasks(other) is False
+        assert _gather._builds_eager_tasks(other) is False
     finally:
         other.close()

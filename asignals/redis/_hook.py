@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .._dispatch import Plan, Responses
+from .._plans import Plan, Responses
 from .._receivers import ASYNC
 from ._types import Counters, Delivery
 
