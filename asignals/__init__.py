@@ -7,12 +7,14 @@ from ._builtins import got_request_exception as got_request_exception
 from ._builtins import request_finished as request_finished
 from ._builtins import request_started as request_started
 from ._signal import AsyncSignal as AsyncSignal
+from ._signal import SignalStatistics as SignalStatistics
 from ._signal import receiver as receiver
 from ._typed import TypedSignal as TypedSignal
 from ._typed import signal as signal
 
 __all__ = [
     "AsyncSignal",
+    "SignalStatistics",
     "TypedSignal",
     "app_started",
     "app_stopping",
@@ -25,6 +27,13 @@ __all__ = [
 ]
 
 # Show users `asignals.AsyncSignal`, not the private module it is defined in.
-for _name in ("AsyncSignal", "TypedSignal", "autodiscover", "receiver", "signal"):
+for _name in (
+    "AsyncSignal",
+    "SignalStatistics",
+    "TypedSignal",
+    "autodiscover",
+    "receiver",
+    "signal",
+):
     globals()[_name].__module__ = __name__
 del _name

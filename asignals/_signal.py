@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+import weakref
 from asyncio import _get_running_loop
 from collections.abc import Callable, Coroutine, Hashable, Iterable
+from dataclasses import dataclass
 from types import FunctionType
 from typing import Any, Generic, Protocol, TypeVar, cast, overload
 
@@ -42,6 +44,22 @@ class SendHook(Protocol):
     def observes(self, sender: Any) -> bool:
         """Whether sends from *sender* are recorded (so they are worth making)."""
         ...
+
+
+@dataclass(frozen=True)
+class SignalStatistics:
+    """What `AsyncSignal.statistics` reports about a signal's connections."""
+
+    receivers: int
+    """Live connections: receivers connected for any sender, and for particular senders
+    (a receiver connected for two senders counts twice)."""
+    weak: int
+    """How many of them hold their receiver through a weak reference (``weak=True``)."""
+    senders: int
+    """Senders that have receivers of their own (``connect(r, sender=...)``)."""
+    hooked: bool
+    """Whether a send hook sees every send: an `asignals.testing` helper is active, or an
+    `asignals.redis` bridge carries the signal."""
 
 
 class AsyncSignal(Connections, Generic[P]):
@@ -260,6 +278,24 @@ class AsyncSignal(Connections, Generic[P]):
             ```
         """
         return [r for ref, _ in self._plan_for(sender) if (r := ref()) is not None]
+
+    def statistics(self) -> SignalStatistics:
+        """How many receivers are connected, and how: a snapshot, for tests and dashboards.
+
+        Example:
+            ```python
+            stats = order_paid.statistics()
+            assert stats.receivers == 2 and stats.senders == 1  # one is for Shop only
+            ```
+        """
+        with self._lock:
+            live = [connection for connection in self._connections if connection.alive]
+        return SignalStatistics(
+            receivers=len(live),
+            weak=sum(1 for connection in live if isinstance(connection.ref, weakref.ref)),
+            senders=len({c.sender_key for c in live if c.sender_ref is not None}),
+            hooked=self._hook is not None,
+        )
 
     def has_listeners(self, sender: Any = None) -> bool:
         """Whether a send from *sender* would call at least one receiver.

@@ -81,7 +81,7 @@ def test_every_builtin_signal_is_exported() -> None:
         assert getattr(asignals, name) is getattr(asignals._builtins, name)
 
 
-@pytest.mark.parametrize("name", ["AsyncSignal", "autodiscover", "receiver"])
+@pytest.mark.parametrize("name", ["AsyncSignal", "SignalStatistics", "autodiscover", "receiver"])
 def test_reexported_objects_report_the_package_as_module(name: str) -> None:
     assert getattr(asignals, name).__module__ == "asignals"
 

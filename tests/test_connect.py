@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,8 @@ import anyio
 import pytest
 from helpers import MODES, Mode, async_recorder, receivers, sender_of, sync_recorder, values
 
-from asignals import AsyncSignal, receiver
+from asignals import AsyncSignal, SignalStatistics, receiver
+from asignals.testing import capture
 
 pytestmark = pytest.mark.anyio
 
@@ -454,3 +456,33 @@ def test_a_dispatch_uid_that_is_not_equal_to_itself_still_dedupes() -> None:
     assert sig.receivers_for() == [first]
     assert sig.disconnect(dispatch_uid=uid)
     assert sig.receivers_for() == []
+
+
+# -- statistics(): what is connected, and how ------------------------------------------------
+
+
+def test_statistics_count_receivers_weak_ones_senders_and_hooks() -> None:
+    sig = AsyncSignal("stats")
+    assert sig.statistics() == SignalStatistics(receivers=0, weak=0, senders=0, hooked=False)
+
+    def a(**kwargs: Any) -> None: ...
+
+    def b(**kwargs: Any) -> None: ...
+
+    class Shop:
+        pass
+
+    sig.connect(a)
+    sig.connect(b, sender=Shop, weak=False)
+    sig.connect(a, sender=Shop)
+    stats = sig.statistics()
+    assert (stats.receivers, stats.weak, stats.senders, stats.hooked) == (3, 2, 1, False)
+    with capture(sig):
+        assert sig.statistics().hooked
+    assert not sig.statistics().hooked
+    del a
+    gc.collect()
+    assert sig.statistics() == SignalStatistics(receivers=1, weak=0, senders=1, hooked=False)
+    del Shop
+    gc.collect()
+    assert sig.statistics().receivers == 0
