@@ -299,10 +299,11 @@ async def _never(*_: Any) -> Responses:  # pragma: no cover - NOT_READY is never
 
 
 _Run = Callable[..., Coroutine[Any, Any, Responses]]
-Ready = tuple[Plan, int, _Run, _Run]
-"""A signal's last prepared send: its plan, the payload's length, and the loops of send and
-send_robust for it (see `AsyncSignal.send`)."""
-NOT_READY: Ready = ((), -1, _never, _never)  # no payload has that length: never taken
+Ready = tuple[Plan, int, _Run, _Run, dict[SenderKey, tuple[Ref, Plan]]]
+"""A signal's last prepared send: its plan for any sender, the payload's length, the loops
+of send and send_robust for it, and the plans of the senders that have their own (empty
+while none has; see `AsyncSignal.send`)."""
+NOT_READY: Ready = ((), -1, _never, _never, {})  # no payload has that length: never taken
 
 _MAX_WARNED = 256  # descriptions a signal remembers having warned about
 

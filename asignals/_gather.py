@@ -18,7 +18,7 @@ from typing import Any, cast
 import anyio
 
 from ._loops import ChildLoop, Loop, child_for, loop_for
-from ._plans import AwaitPlan, InlinePlan, Plan, Responses, kind_of
+from ._plans import AwaitPlan, InlinePlan, Plan, Responses
 from ._receivers import SYNC
 from ._task_state import cancel_pending, in_shielded_scope
 
@@ -42,10 +42,10 @@ async def run_concurrently(
     try:
         event_loop = asyncio.get_running_loop()
     except RuntimeError:  # anyio's other backend: trio
-        loop = loop_for(shape, kind_of(plan), robust)
+        loop = loop_for(shape, type(plan), robust)
         outcomes = await _run_in_trio_nursery(signal, loop, parts, sender, payload, max_concurrency)
     else:
-        child = child_for(shape, kind_of(plan), robust)
+        child = child_for(shape, type(plan), robust)
         outcomes = await _run_in_asyncio_tasks(
             event_loop, child, signal, parts, sender, payload, max_concurrency
         )

@@ -82,7 +82,8 @@ _lock = threading.Lock()  # compiling is rare; two threads compiling one shape i
 
 
 def loop_for(shape: Shape, kind: type = tuple, robust: bool = False, checked: bool = False) -> Loop:
-    """The loop for payloads with the names *shape*, over plans of class *kind*.
+    """The loop for payloads with the names *shape*, over plans of class *kind* (any class
+    of plan will do: ``type(plan)``).
 
     A *checked* loop checks the names before it calls anyone and hands a payload with other
     names (the same length) to `refit`: a send can then choose it by the payload's length
@@ -122,7 +123,8 @@ def spellable(shape: tuple[str, ...]) -> bool:
 def _compile(
     shape: Shape, kind: type, robust: bool, checked: bool, child: bool
 ) -> Callable[..., Any]:
-    kind = kind if kind in (InlinePlan, AwaitPlan) else tuple
+    asked = (shape, kind, robust, checked, child)
+    kind = kind if kind in (InlinePlan, AwaitPlan) else tuple  # any other tuple: a tuple
     if shape is not None and (not spellable(shape) or len(_cache) >= MAX_LOOPS):
         checked, shape = False, None  # takes any payload: nothing to check
     key = (shape, kind, robust, checked, child)
@@ -130,6 +132,8 @@ def _compile(
         found = _cache.get(key)
         if found is None:
             found = _cache[key] = _build(shape, kind, robust, checked, child)
+        if asked[0] == shape and asked != key:  # another class of plan: found directly next
+            _cache[asked] = found
     return found
 
 

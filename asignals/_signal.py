@@ -154,7 +154,9 @@ class AsyncSignal(Connections, Generic[P]):
         for name in names:
             # A coroutine takes its name from its function: copies of _no_receivers named
             # after each mode let that path pay nothing per send for the name.
-            send = FunctionType(_no_receivers.__code__, _no_receivers.__globals__, name)
+            send = FunctionType(
+                _no_receivers.__code__, _no_receivers.__globals__, name, _no_receivers.__defaults__
+            )
             send.__qualname__ = name
             no_receiver_sends.append(send)
         self._no_receiver_sends = tuple(no_receiver_sends)
@@ -357,9 +359,11 @@ class AsyncSignal(Connections, Generic[P]):
             sender = self._fix_send_arguments((sender, *args), payload)
         # The last prepared send, reused while valid for a payload of its length (its loop
         # checks the names); else prepared now (see asignals/_dispatch.py).
-        plan, size, send, _ = self._ready
+        plan, size, send, _, own = self._ready
         if len(payload) != size:
             plan, send, _ = self._prepare(sender, payload)
+        elif own:  # some senders have receivers of their own: is this one of them?
+            plan = self._plan_for(sender)
         return send(self, plan, sender, payload)
 
     def send_robust(
@@ -382,9 +386,11 @@ class AsyncSignal(Connections, Generic[P]):
             raise _sync.no_event_loop(self, "send_robust")
         if args or "sender" in payload or "signal" in payload:
             sender = self._fix_send_arguments((sender, *args), payload)
-        plan, size, _, send = self._ready
+        plan, size, _, send, own = self._ready
         if len(payload) != size:
             plan, _, send = self._prepare(sender, payload)
+        elif own:
+            plan = self._plan_for(sender)
         return send(self, plan, sender, payload)
 
     def gather(self, /, *args: P.args, **payload: P.kwargs) -> Coroutine[Any, Any, Responses]:
@@ -490,8 +496,9 @@ class AsyncSignal(Connections, Generic[P]):
         while they stay valid (`Connections._ready`).
 
         Reusing costs two comparisons, where building and hashing the payload's names cost
-        a fifth of a one-receiver send. Valid while no sender has receivers of its own and
-        no send hook is installed (any change forgets it), for payloads of the same length:
+        a fifth of a one-receiver send (and a sender's own plan one lookup, while some
+        sender has one). Valid while no send hook is installed and nothing changes (any
+        change forgets it), for payloads of the same length:
         the loops check the names (see `asignals._loops`) and call `_forget_loops` when they
         differ. Not kept: the ``**`` loop (it takes any payload, so nothing would ever tell
         a payload of the same length that has a faster loop), and anything once a signal's
@@ -499,19 +506,17 @@ class AsyncSignal(Connections, Generic[P]):
         """
         version = self._version
         plan = prepare(self, sender, payload)
-        if plan:
-            key = (tuple(payload), kind_of(plan))
+        any_plan, own = self._plans
+        # With senders of their own, the plans differ by sender: loops for any plan kind.
+        kind = tuple if own else kind_of(plan)
+        if plan or own:
+            key = (tuple(payload), kind)
             loops = self._named_loops.get(key) or self._name_loops(*key)
         else:
             sends = self._no_receiver_sends or self._first_no_receiver_sends()
             loops = (sends[0], sends[1])
-        if (
-            self._hook is None
-            and not self._plans[1]
-            and self._misses < _MAX_MISSES
-            and not takes_any_payload(loops[0])
-        ):
-            self._ready = (plan, len(payload), *loops)
+        if self._hook is None and self._misses < _MAX_MISSES and not takes_any_payload(loops[0]):
+            self._ready = (any_plan, len(payload), *loops, own)
             if self._version != version:  # changed meanwhile (another thread): not valid
                 self._ready = NOT_READY
         return (plan, *loops)
@@ -593,7 +598,9 @@ class AsyncSignal(Connections, Generic[P]):
         return is_async
 
 
-async def _no_receivers(*_: Any) -> Responses:
+async def _no_receivers(
+    signal: Any = None, plan: Any = None, sender: Any = None, payload: Any = None
+) -> Responses:
     return []
 
 

@@ -510,9 +510,18 @@ async def test_every_change_forgets_the_prepared_send() -> None:
         await sig.send(Shop, a=1)
         assert sig._ready[1] == -1  # not kept while a hook is installed
     await sig.send(Shop, a=1)
-    sig.connect(echo_items, sender=Shop)  # a sender's own plan: not kept either
-    await sig.send(Shop, a=1)
+    sig.connect(echo_items, sender=Shop)  # a sender's own plan: looked up on each send
     assert sig._ready[1] == -1
+    assert await sig.send(Shop, a=1) == [
+        (echo_items, items(sig, a=1)),
+        (echo, {"signal": sig, "sender": Shop, "a": 1}),
+        (echo_items, items(sig, a=1)),
+    ]
+    assert sig._ready[1] == 1
+    assert await sig.send(None, a=2) == [
+        (echo_items, [("signal", sig), ("sender", None), ("a", 2)]),
+        (echo, {"signal": sig, "sender": None, "a": 2}),
+    ]
 
 
 @pytest.mark.anyio
