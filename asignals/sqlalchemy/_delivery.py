@@ -169,7 +169,12 @@ def deliver(frame: Frame) -> None:
     for signal, sender, payload in sends:
         if (signal, sender) not in prepared:
             prepared[(signal, sender)] = prepare(signal, sender, payload)
-    inline = {key: sync_only(plan) for key, (plan, _) in prepared.items()}
+    # A send hook may add receivers to be awaited (a bridge's publish): such a send is
+    # never run as if all its receivers were sync.
+    inline = {
+        (signal, sender): sync_only(plan) and not signal._hooked()
+        for (signal, sender), (plan, _) in prepared.items()
+    }
     failed: list[tuple[Send, Exception]] = []
     try:
         if all(inline.values()):
