@@ -52,6 +52,12 @@ def autodiscover(*packages: str | ModuleType, module: str = "signals") -> list[M
     found: list[ModuleType] = []
     for package in packages:
         if isinstance(package, str):
+            if "__init__" in package.split("."):  # refused before it runs __init__.py again
+                raise ValueError(
+                    f"autodiscover(): {package!r} names a package's __init__ module, which "
+                    f"importing would run a second time; name the package itself: "
+                    f"{package.split('.__init__')[0]!r}"
+                )
             parent = importlib.import_module(package)
         elif isinstance(package, ModuleType):
             parent = package

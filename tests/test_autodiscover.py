@@ -169,3 +169,15 @@ async def test_autodiscover_at_startup_then_send() -> None:
 
     responses = await asig_shop.order_paid.send(None, order=42)
     assert [v for _, v in responses] == ["receipt for 42"]
+
+
+@pytest.mark.usefixtures("packages")
+def test_a_packages_init_module_named_as_the_package_is_refused_before_it_runs() -> None:
+    import asig_runs
+    import asig_shop
+
+    with pytest.raises(ValueError, match=r"name the package itself: 'asig_shop'"):
+        autodiscover("asig_shop.__init__")
+    assert asig_runs.ran == ["asig_shop"]  # once, by the import above
+    assert "asig_shop.__init__" not in sys.modules
+    assert autodiscover(asig_shop) == [sys.modules["asig_shop.signals"]]
