@@ -66,7 +66,7 @@ async def run_in_order(
             elif call is ASYNC:
                 response = await receiver(signal=signal, sender=sender, **payload)
             else:  # to_thread and/or timeout
-                response = await call(receiver, {"signal": signal, "sender": sender, **payload})  # type: ignore[operator]
+                response = await call(receiver, {"signal": signal, "sender": sender, **payload})  # type: ignore[operator]  # pyright: ignore[reportCallIssue]
         except Exception as exc:
             if not robust:
                 raise

@@ -509,17 +509,19 @@ class AsyncSignal(Connections, Generic[P]):
         any_plan, own = self._plans
         # With senders of their own, the plans differ by sender: loops for any plan kind.
         kind = tuple if own else kind_of(plan)
+        send: Loop
+        robust: Loop
         if plan or own:
             key = (tuple(payload), kind)
-            loops = self._named_loops.get(key) or self._name_loops(*key)
+            send, robust = self._named_loops.get(key) or self._name_loops(*key)
         else:
             sends = self._no_receiver_sends or self._first_no_receiver_sends()
-            loops = (sends[0], sends[1])
-        if self._hook is None and self._misses < _MAX_MISSES and not takes_any_payload(loops[0]):
-            self._ready = (any_plan, len(payload), *loops, own)
+            send, robust = sends[0], sends[1]
+        if self._hook is None and self._misses < _MAX_MISSES and not takes_any_payload(send):
+            self._ready = (any_plan, len(payload), send, robust, own)
             if self._version != version:  # changed meanwhile (another thread): not valid
                 self._ready = NOT_READY
-        return (plan, *loops)
+        return plan, send, robust
 
     def _name_loops(self, shape: tuple[str, ...], kind: type) -> tuple[Loop, Loop]:
         if len(self._named_loops) >= _MAX_NAMED_LOOPS:  # names from user input: bounded
