@@ -70,7 +70,7 @@ class Connections:
         # The last prepared send, for the next send to reuse (see AsyncSignal.send): valid
         # while nothing changes, so every change forgets it (`_changed`).
         self._ready: Ready = NOT_READY
-        self._watchers: list[Any] = []  # asignals._dispatch.Watch objects to tell of changes
+        self._watchers: weakref.WeakSet[Any] = weakref.WeakSet()  # _dispatch.Watch objects
         self._on_death = _death_callback(self)
         # Weakly held receivers connected since the last send took a plan, with their
         # descriptions (taken at connect time: the receiver is gone by the time its death is
@@ -299,11 +299,11 @@ async def _never(*_: Any) -> Responses:  # pragma: no cover - NOT_READY is never
 
 
 _Run = Callable[..., Coroutine[Any, Any, Responses]]
-Ready = tuple[Plan, int, _Run, _Run, dict[SenderKey, tuple[Ref, Plan]]]
+Ready = tuple[Plan, int, _Run, _Run, bool]
 """A signal's last prepared send: its plan for any sender, the payload's length, the loops
-of send and send_robust for it, and the plans of the senders that have their own (empty
-while none has; see `AsyncSignal.send`)."""
-NOT_READY: Ready = ((), -1, _never, _never, {})  # no payload has that length: never taken
+of send and send_robust for it, and whether some senders had plans of their own (then
+each send looks its sender's up, and the loops take any plan; see `AsyncSignal.send`)."""
+NOT_READY: Ready = ((), -1, _never, _never, False)  # no payload has that length: never taken
 
 _MAX_WARNED = 256  # descriptions a signal remembers having warned about
 

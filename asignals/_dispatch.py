@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio.from_thread
 
@@ -99,13 +98,13 @@ class Watch:
       first send); else ``None``: call `prepare`.
     """
 
-    __slots__ = ("idle", "plan", "signal")
+    __slots__ = ("__weakref__", "idle", "plan", "signal")
 
     def __init__(self, signal: AsyncSignal[...]) -> None:
         self.signal = signal
         self.idle = True
         self.plan: Plan | None = None
-        signal._watchers.append(self)
+        signal._watchers.add(self)  # weakly: a watch nobody keeps is dropped
         self.update()
 
     def update(self) -> None:
@@ -162,8 +161,9 @@ def run_inline(
     try:
         coroutine.send(None)
     except StopIteration as finished:
-        responses: Responses = finished.value
-        return responses
+        # Returned without a local: on Python 3.12+ the finished loop's frame links back to
+        # this one, and a local holding a returned exception would be a reference cycle.
+        return cast(Responses, finished.value)
     coroutine.close()  # pragma: no cover - a plan of sync receivers never suspends
     raise AssertionError(f"{signal!r}: a send of sync receivers suspended")  # pragma: no cover
 
@@ -213,10 +213,3 @@ def _in_anyio_worker_thread() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-def run(
-    signal: AsyncSignal[...], plan: Plan, sender: Any, payload: dict[str, Any], robust: bool
-) -> Coroutine[Any, Any, Responses]:
-    """The coroutine of ``send`` (or ``send_robust``) running *plan*."""
-    return loop_for(tuple(payload), kind_of(plan), robust)(signal, plan, sender, payload)

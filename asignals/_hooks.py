@@ -66,7 +66,8 @@ def add_hook(signal: AsyncSignal, hook: SendHook, order: int) -> None:
         # sorted() is stable: hooks of equal order keep the order they were added in.
         installed = sorted((*_installed(signal), (order, hook)), key=lambda pair: pair[0])
         signal._hook = HookChain(tuple(installed))
-        signal._changed()  # the next send prepares again, with the hook
+        with signal._lock:  # as every change of the table: one version per change
+            signal._changed()  # the next send prepares again, with the hook
 
 
 def remove_hook(signal: AsyncSignal, hook: SendHook) -> None:
@@ -74,7 +75,8 @@ def remove_hook(signal: AsyncSignal, hook: SendHook) -> None:
     with _lock:
         rest = tuple(pair for pair in _installed(signal) if pair[1] is not hook)
         signal._hook = HookChain(rest) if rest else None
-        signal._changed()
+        with signal._lock:
+            signal._changed()
 
 
 def find_hook(signal: AsyncSignal, kind: type[H]) -> H | None:

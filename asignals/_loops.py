@@ -132,7 +132,10 @@ def _compile(
         found = _cache.get(key)
         if found is None:
             found = _cache[key] = _build(shape, kind, robust, checked, child)
-        if asked[0] == shape and asked != key:  # another class of plan: found directly next
+        # Asked for a tuple subclass other than the two plan kinds (a plan a send hook
+        # made): the same copy as for a plain tuple, kept under the class asked for too,
+        # so that the next lookup finds it at once.
+        if asked[0] == shape and asked != key:
             _cache[asked] = found
     return found
 
@@ -161,7 +164,9 @@ _RUN_IN_ORDER = _template(_loop.run_in_order)
 _RUN_PART = _template(_loop.run_part)
 
 
-def _build(shape: Shape, kind: type, robust: bool, checked: bool, child: bool) -> Any:
+def _build(
+    shape: Shape, kind: type, robust: bool, checked: bool, child: bool, register: bool = True
+) -> Any:
     loop = _specialise(shape, kind, robust, as_part=child)
     body = [*_unpack(shape, checked, robust), *loop]
     template = _RUN_PART if child else _RUN_IN_ORDER
@@ -169,10 +174,11 @@ def _build(shape: Shape, kind: type, robust: bool, checked: bool, child: bool) -
     function.args = _without_robust(template.args)
     function.returns = None
     function.body = _inline_into_part(body, robust) if child else body
+    _verify(function, kind, shape or ())
     module = ast.fix_missing_locations(ast.Module(body=[function], type_ignores=[]))
     source = ast.unparse(module) + "\n"
     name = GATHER_FRAME if child else SEND_FRAME
-    filename, first_line = _register(name, source)
+    filename, first_line = _register(name, source) if register else (f"<{name}>", 1)
     namespace: dict[str, Any] = {**vars(_loop), "refit": refit}
     # Compiled as lines of the one generated file of its name (see _register).
     exec(compile("\n" * (first_line - 1) + source, filename, "exec"), namespace)
@@ -193,7 +199,8 @@ def _specialise(shape: Shape, kind: type, robust: bool, as_part: bool) -> list[a
     ).body
     if not robust and _COMPREHENSIONS and kind is not tuple:
         body = [_comprehension(body)]
-    if as_part:  # its last statement returns the responses: assign them instead
+    if as_part:  # its last statement returns `responses`: inlined, they stay in that local
+        # (a comprehension, which returns its list, assigns it to `responses` instead)
         last = body.pop()
         if isinstance(last, ast.Return) and isinstance(last.value, ast.ListComp):
             body.append(ast.Assign([ast.Name("responses", ast.Store())], last.value))
@@ -221,6 +228,18 @@ def _unpack(shape: Shape, checked: bool, robust: bool) -> list[ast.stmt]:
         mismatch = " or ".join(f"{k} != {n!r}" for k, n in zip(order, shape, strict=True))
         text = f"{', '.join(order)} = payload\nif {mismatch}:\n    {refit}\n{unpack}"
     return ast.parse(text).body
+
+
+def _verify(function: ast.AsyncFunctionDef, kind: type, shape: tuple[str, ...]) -> None:
+    """Fail loudly if a rewrite of `_Specialiser` no longer matched the template (it
+    matches statements by their text): a copy must not read ``robust``, nor test the
+    receiver's kind when its plan's class says it."""
+    names = {node.id for node in ast.walk(function) if isinstance(node, ast.Name)} - set(shape)
+    if "robust" in names or (kind is not tuple and {"SYNC", "ASYNC"} & names):
+        raise RuntimeError(
+            "asignals._loops could not specialise the dispatch loop of asignals/_loop.py: "
+            "a rewrite in _Specialiser no longer matches the template; update both together"
+        )
 
 
 class _Specialiser(ast.NodeTransformer):
@@ -339,11 +358,25 @@ def _names_in(functions: Iterable[Callable[..., Any]]) -> frozenset[str]:
     return frozenset(names)
 
 
-_RESERVED = (
-    _names_in((_loop.run_in_order, _loop.run_part))
-    | set(_ORDER_NAMES)
-    | {"refit", "__debug__", "_"}
-)
+_RESERVED: frozenset[str] = frozenset()  # filled below, from the copies themselves
+
+
+def _names_of_copies() -> frozenset[str]:
+    """Every name a compiled copy reads or writes besides the payload's own: the names a
+    payload item may not have (it would be shadowed, or shadow one: a payload named
+    ``KeyError`` would break the check of a one-name copy). Read off copies of every form,
+    compiled for stand-in names, so that a change of the template or of the generator
+    cannot leave a name out."""
+    names: set[str] = set()
+    stand_ins = tuple(f"zz_stand_in_{index}" for index in range(2))
+    for shape in (stand_ins[:1], stand_ins):
+        for kind in (tuple, InlinePlan, AwaitPlan):
+            for robust in (False, True):
+                for checked, child in ((False, False), (True, False), (False, True)):
+                    copy = _build(shape, kind, robust, checked, child, register=False)
+                    names |= _names_in((copy,))
+    return frozenset(names - set(stand_ins)) | set(_ORDER_NAMES) | {"__debug__"}
+
 
 _generated: dict[str, list[str]] = {}
 _generated_lock = threading.Lock()
@@ -366,3 +399,6 @@ def _register(name: str, source: str) -> tuple[str, int]:
         size = sum(map(len, lines))
         linecache.cache[filename] = (size, None, lines, filename)
     return filename, first_line
+
+
+_RESERVED = _names_of_copies()

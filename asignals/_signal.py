@@ -517,8 +517,15 @@ class AsyncSignal(Connections, Generic[P]):
         else:
             sends = self._no_receiver_sends or self._first_no_receiver_sends()
             send, robust = sends[0], sends[1]
-        if self._hook is None and self._misses < _MAX_MISSES and not takes_any_payload(send):
-            self._ready = (any_plan, len(payload), send, robust, own)
+        if (
+            self._hook is None
+            and not self._unsent  # (a send from a sender without receivers leaves them)
+            and self._misses < _MAX_MISSES
+            and not takes_any_payload(send)
+        ):
+            # `own` as it is now: a sender's plan stored into it later, before this signal
+            # forgets the prepared send, must not be run with loops for another plan kind.
+            self._ready = (any_plan, len(payload), send, robust, bool(own))
             if self._version != version:  # changed meanwhile (another thread): not valid
                 self._ready = NOT_READY
         return plan, send, robust

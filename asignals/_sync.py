@@ -54,7 +54,11 @@ def run(
     if inline(plan):
         return run_inline(signal, plan, sender, payload, robust)
     if where is Caller.EVENT_LOOP:
-        waits = next(ref() for ref, call in plan if call is not SYNC)
+        waits = next(
+            (r for ref, call in plan if call is not SYNC and (r := ref()) is not None), None
+        )
+        if waits is None:  # only dead ones (not pruned yet) must be awaited: none to call
+            return run_inline(signal, plan, sender, payload, robust)
         raise RuntimeError(
             f"{signal!r}.{method}_sync() was called on a thread that is running an "
             f"event loop, and receiver {describe(waits)} must be awaited there; "

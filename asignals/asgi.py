@@ -238,16 +238,15 @@ class SignalMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        # The plan request_started runs (prepared now: a send hook sees the send), and
-        # whether anyone else listens to a request from this sender.
+        # The plan request_started runs, while nothing can change it (else None: it is
+        # prepared in the `try` below, where a send hook sees the send and a failing one
+        # fails the request like a failing receiver), and whether anyone listens.
         sender = self.sender
         started_payload = {"scope": scope}
         plan = _started.plan
-        if plan is None:
-            plan = prepare(request_started, sender, started_payload)
         if not (
             plan
-            or request_started.has_listeners(sender)
+            or (plan is None and request_started.has_listeners(sender))
             or request_finished.has_listeners(sender)
             or got_request_exception.has_listeners(sender)
         ):
@@ -266,7 +265,9 @@ class SignalMiddleware:
         started = perf_counter()
         interrupted = False  # by cancellation (or KeyboardInterrupt...), not an app error
         try:
-            # request_started.send(sender, scope=scope), prepared above.
+            # request_started.send(sender, scope=scope)
+            if plan is None:
+                plan = prepare(request_started, sender, started_payload)
             if plan:  # a failure fails the request
                 await _send_started(request_started, plan, sender, started_payload)
             try:

@@ -374,6 +374,39 @@ async def test_raising_request_started_receiver_fails_the_request() -> None:
     assert recorder.of(got_request_exception) == []
 
 
+async def test_a_failing_send_hook_on_request_started_fails_the_request_like_a_receiver() -> None:
+    """A send hook (a Redis bridge that cannot encode the scope, say) sees request_started
+    as it is sent: its failure fails the request exactly as a failing receiver's, and the
+    request still reports its end."""
+    from asignals import _hooks
+
+    class FailingHook:
+        def __call__(self, sender: Any, payload: dict[str, Any], plan: Any) -> Any:
+            raise ValueError("cannot carry this send")
+
+        def observes(self, sender: Any) -> bool:
+            return True
+
+    calls: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        calls.append("app")
+        await respond(send)
+
+    hook = FailingHook()
+    server = FakeServer()
+    _hooks.add_hook(request_started, hook, _hooks.BRIDGE)
+    try:
+        with recording(request_finished) as recorder, pytest.raises(ValueError, match="carry"):
+            await SignalMiddleware(app)(http_scope(), server.receive, server.send)
+    finally:
+        _hooks.remove_hook(request_started, hook)
+    assert calls == []
+    finished = only(recorder, request_finished)
+    assert isinstance(finished["exception"], ValueError)
+    assert finished["status_code"] == 500
+
+
 # -- cancellation --------------------------------------------------------------------------
 
 

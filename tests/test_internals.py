@@ -525,6 +525,34 @@ async def test_every_change_forgets_the_prepared_send() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_send_made_while_a_sender_gets_its_own_plan_runs_a_whole_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connect for one sender stores that sender's plan into the table in place, then
+    forgets the prepared send: a send made in between (another thread, at a switch of the
+    GIL) runs the plan from before or after, each with a loop fit for it: a coroutine
+    receiver is awaited, never called as if it were sync."""
+    sig = AsyncSignal("race")
+    sig.connect(echo, weak=False)
+    await sig.send(Shop, a=1)  # prepared: a plan of sync receivers only
+    made_in_between: list[Any] = []
+    changed = sig._changed
+
+    def send_first() -> None:
+        made_in_between.append(sig.send(Shop, a=2))  # the plan is taken here, at the call
+        changed()
+
+    monkeypatch.setattr(sig, "_changed", send_first)
+    sig.connect(async_echo_items, sender=Shop, weak=False)
+    monkeypatch.undo()
+    (responses,) = [await send for send in made_in_between]
+    assert responses in (
+        [(echo, {"signal": sig, "sender": Shop, "a": 2})],
+        [(echo, {"signal": sig, "sender": Shop, "a": 2}), (async_echo_items, items(sig, a=2))],
+    )
+
+
+@pytest.mark.anyio
 async def test_names_from_user_input_keep_memory_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -75,6 +75,12 @@ AWKWARD_NAMES = [
     "dict",
     "payload",
     "run_in_order",
+    "refit",
+    "KeyError",
+    "children",
+    "part_index",
+    "_key0",
+    "_key2",
     # not spellable as a keyword argument
     "class",
     "None",
@@ -103,6 +109,24 @@ async def test_awkward_payload_name_is_passed_unchanged(name: str, mode: Mode) -
     responses = await sender_of(sig, mode)(Shop, **{name: value})
     assert [v for _, v in responses] == ["inline", "coroutine", "timeout", "thread"]
     assert seen == [{name: value}] * 4
+    del keep
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", AWKWARD_NAMES)
+async def test_awkward_name_between_ordinary_ones_of_the_same_length(name: str, mode: Mode) -> None:
+    """A signal reuses its last send's loop for a payload of the same length (the loop
+    checks the names): an awkward name before, between or after ordinary ones changes
+    nothing, and neither do three names where the awkward one is last."""
+    sig = AsyncSignal("s")
+    seen: list[dict[str, Any]] = []
+    keep = connect_all_kinds(sig, seen)
+    send = sender_of(sig, mode)
+    payloads = [{name: 1}, {"other": 2}, {name: 3}, {"a": 4, "b": 5, name: 6}, {"a": 7, "b": 8}]
+    for payload in payloads:
+        responses = await send(Shop, **payload)
+        assert [v for _, v in responses] == ["inline", "coroutine", "timeout", "thread"]
+    assert seen == [payload for payload in payloads for _ in range(4)]
     del keep
 
 

@@ -531,3 +531,42 @@ def test_a_script_that_calls_send_is_told_to_call_send_sync() -> None:
     )
     assert done.stdout.splitlines() == [error, error, "False", "received"]
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("robust", [False, True], ids=["send_sync", "send_robust_sync"])
+def test_a_failure_in_a_sync_send_does_not_keep_the_payload_alive(
+    robust: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exception (returned, or raised) holds the loop's frame in its traceback; on
+    Python 3.12+ that frame links back to the frame that ran it: neither may hold the
+    exception, or the payload stays alive until the cycle collector runs."""
+    monkeypatch.setattr(logging.getLogger("asignals"), "disabled", True)  # no log records
+    sig = AsyncSignal("s")
+
+    class Payload:
+        pass
+
+    def fails(**kwargs: Any) -> None:
+        raise ValueError("no")
+
+    sig.connect(fails, weak=False)
+    gc.collect()
+    gc.disable()
+    try:
+        payload = Payload()
+        alive = weakref.ref(payload)
+        if robust:
+            responses = sig.send_robust_sync(None, order=payload)
+            error = responses[0][1]
+            del responses
+        else:
+            with pytest.raises(ValueError, match="no") as raised:
+                sig.send_sync(None, order=payload)
+            error = raised.value
+            del raised
+        assert isinstance(error, ValueError)
+        assert error.__traceback__ is not None
+        del payload, error
+        assert alive() is None, "a reference cycle keeps the payload alive"
+    finally:
+        gc.enable()

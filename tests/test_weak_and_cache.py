@@ -594,6 +594,26 @@ async def test_a_receiver_reached_only_through_the_send_shortcut_is_collected_si
     assert never_called(caplog) == []
 
 
+async def test_a_receiver_for_one_sender_that_ran_after_a_send_from_another_is_silent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first send comes from a sender nobody listens to (it calls nobody, so it hands
+    no receiver a plan); the next ones reach the receiver: it ran, so its death is quiet."""
+    sig = AsyncSignal("order_paid")
+    shop, bank = Shop(), Shop()
+    calls: list[str] = []
+    for_shop = sync_recorder(calls, "shop")
+    with caplog.at_level(logging.WARNING, logger="asignals"):
+        sig.connect(for_shop, sender=shop)
+        await sig.send(bank, order=1)
+        await sig.send(shop, order=2)
+        await sig.send(shop, order=3)
+        del for_shop
+        gc.collect()
+    assert calls == ["shop", "shop"]
+    assert never_called(caplog) == []
+
+
 async def test_disconnected_and_strong_receivers_are_never_reported(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
