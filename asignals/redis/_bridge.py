@@ -8,7 +8,9 @@
 * `_lifecycle`: start and stop, and the task group that owns every background task;
 * `_writer`: the pipelined writer every send's message goes through;
 * `_fanout`: the pub/sub listener;
-* `_streams`: a consumer per queued signal and group, claiming, dead letters;
+* `_streams`: a consumer per queued signal and group, claiming, duplicates;
+* `_dead_letters`: the dead-letter streams: read, requeue, purge (also for the CLI,
+  `_cli`);
 * `_health`: connected or not, backoff, retries until ``send_timeout``, the PING;
 * `_client`: redis-py itself, the only module that imports it;
 * `_types`: the public types, the settings and the counters the parts share.
@@ -25,11 +27,12 @@ from types import TracebackType
 from typing import Any
 
 from .._signal import AsyncSignal
+from . import _dead_letters
 from ._health import Health
 from ._hook import BridgeHook
 from ._lifecycle import Lifecycle
 from ._messages import Messages
-from ._routes import Routes
+from ._routes import Route, Routes
 from ._streams import read_dead_letters
 from ._types import BridgeStatistics, Counters, DeadLetter, Settings, not_running
 from ._writer import Writer
@@ -151,6 +154,7 @@ class RedisBridge:
         claim_after: float = 30.0,
         max_deliveries: int = 5,
         maxlen: int | None = None,
+        dedupe: float | None = None,
     ) -> None:
         """Carry *signal* through a Redis stream: at least once, one consumer per group.
 
@@ -168,15 +172,22 @@ class RedisBridge:
             max_deliveries: After this many deliveries without success the message moves
                 to the group's dead-letter stream (see `dead_letters`).
             maxlen: The stream's approximate length limit (default: the bridge's).
+            dedupe: Seconds the *group* remembers each message it finished (by envelope
+                id, a Redis key with that expiry): a message with a remembered id, sent or
+                delivered again, is acknowledged without running the receivers (counted
+                in `BridgeStatistics.duplicates`). A consumer that crashes after the
+                receivers ran and before the record is written still runs them twice.
 
         Raises:
             TypeError: Not an `AsyncSignal`, or an option of the wrong type.
-            ValueError: The signal is fanned out, or an option is out of range.
+            ValueError: The signal is fanned out, an option is out of range, or *dedupe*
+                without *group*.
 
         Example:
             ```python
             bridge.queue(order_created)  # web worker: produce only
             bridge.queue(order_created, group="mailer", claim_after=30.0, max_deliveries=5)
+            bridge.queue(order_created, group="billing", dedupe=3600)
             ```
         """
         self._routes.queue(
@@ -185,6 +196,7 @@ class RedisBridge:
             claim_after,
             max_deliveries,
             maxlen,
+            dedupe,
             running=self._lifecycle.running,
         )
 
@@ -335,10 +347,81 @@ class RedisBridge:
                 print(letter.original_id, letter.deliveries, letter.error)
             ```
         """
+        route, client = self._queued(signal, "dead_letters", group)
+        return await read_dead_letters(client, route, group, count, self._health, self._messages)
+
+    async def requeue(
+        self, signal: AsyncSignal, *, group: str, ids: list[str] | None = None
+    ) -> int:
+        """Deliver *group*'s dead letters of *signal* again, to that group only; how many.
+
+        Each one is appended to the signal's stream again with the same bytes (so the same
+        envelope id, for idempotent receivers) and addressed to *group*: the consumers of
+        other groups, which may have finished it already, acknowledge it untouched. It is
+        removed from the dead-letter stream in the same transaction.
+
+        Args:
+            signal: A signal this bridge queues.
+            group: The consumer group whose dead letters to requeue.
+            ids: `DeadLetter.stream_id` values; ``None`` requeues all of them.
+
+        Raises:
+            ValueError: *signal* is not queued by this bridge, or an id is not a stream id.
+            RuntimeError: The bridge is not running.
+
+        Example:
+            ```python
+            letters = await bridge.dead_letters(order_created, group="mailer")
+            await bridge.requeue(order_created, group="mailer", ids=[letters[0].stream_id])
+            await bridge.requeue(order_created, group="mailer")  # all of them
+            ```
+        """
+        route, client = self._queued(signal, "requeue", group, ids)
+        return int(
+            await self._health.retrying(
+                f"requeueing dead letters of {signal!r}",
+                lambda: _dead_letters.requeue(client, route.key, group, ids, route.maxlen),
+            )
+        )
+
+    async def purge_dead_letters(
+        self, signal: AsyncSignal, *, group: str, ids: list[str] | None = None
+    ) -> int:
+        """Delete *group*'s dead letters of *signal*; how many were deleted.
+
+        Args:
+            signal: A signal this bridge queues.
+            group: The consumer group whose dead letters to delete.
+            ids: `DeadLetter.stream_id` values; ``None`` deletes all of them.
+
+        Raises:
+            ValueError: *signal* is not queued by this bridge, or an id is not a stream id.
+            RuntimeError: The bridge is not running.
+
+        Example:
+            ```python
+            await bridge.purge_dead_letters(order_created, group="mailer")
+            ```
+        """
+        route, client = self._queued(signal, "purge_dead_letters", group, ids)
+        return int(
+            await self._health.retrying(
+                f"purging dead letters of {signal!r}",
+                lambda: _dead_letters.purge(client, route.key, group, ids),
+            )
+        )
+
+    def _queued(
+        self, signal: AsyncSignal, method: str, group: str, ids: list[str] | None = None
+    ) -> tuple[Route, Any]:
+        """The route of a queued *signal* and the running client, for *method*'s checks."""
         route = self._routes.find(signal)
         if route is None or route.mode != "queue":
-            raise ValueError(f"dead_letters({signal!r}): the signal is not queued by {self!r}")
+            raise ValueError(f"{method}({signal!r}): the signal is not queued by {self!r}")
+        if not isinstance(group, str) or not group:
+            raise TypeError(f"{method}({signal!r}): group must be a non-empty string")
+        _dead_letters.check_ids(f"{method}({signal!r})", ids)
         client = self._lifecycle.client
         if client is None:
             raise not_running(signal, self)
-        return await read_dead_letters(client, route, group, count, self._health, self._messages)
+        return route, client

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
+from . import _wire
 from ._client import CONNECTION_ERRORS, close_quietly
 from ._health import Health
 from ._hook import resend
@@ -94,12 +95,13 @@ class FanoutListener:
             await anyio.sleep(backoff.next_delay())
 
     async def _message(self, route: Route, data: Any) -> None:
-        decoded = self._messages.inbound(data, route, None)
-        if decoded is None:
+        messages = self._messages
+        if type(data) is bytes and data.startswith(messages.echo, messages.echo_at):
+            return  # our own message: its local receivers ran when it was sent
+        decoded = messages.inbound(data, route, None)
+        if isinstance(decoded, _wire.Dropped):
             return
         envelope, sender, payload = decoded
-        if envelope.origin == self._messages.origin:
-            return  # our own message: its local receivers ran when it was sent
         delivery = Delivery(
             envelope.id, envelope.signal, envelope.origin, envelope.timestamp, "fanout"
         )

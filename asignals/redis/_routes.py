@@ -25,6 +25,11 @@ class Group:
     name: str
     claim_after: float
     max_deliveries: int
+    dedupe: float | None = None  # seconds each finished envelope id is remembered
+    name_bytes: bytes = dataclasses.field(init=False)  # as Redis replies carry it
+
+    def __post_init__(self) -> None:
+        self.name_bytes = self.name.encode()
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -79,6 +84,7 @@ class Routes:
         claim_after: float,
         max_deliveries: int,
         maxlen: int | None,
+        dedupe: float | None,
         *,
         running: bool,
     ) -> None:
@@ -89,6 +95,13 @@ class Routes:
             check_count(f"queue({signal!r}): maxlen", maxlen)
         if group is not None and (not isinstance(group, str) or not group):
             raise TypeError(f"queue({signal!r}): group must be a non-empty string or None")
+        if dedupe is not None:
+            check_seconds(f"queue({signal!r}): dedupe", dedupe)
+            if group is None:
+                raise ValueError(
+                    f"queue({signal!r}, dedupe={dedupe!r}): dedupe is kept per consumer group; "
+                    f"pass group= as well"
+                )
         route = self._route(signal, "queue", maxlen, running)
         if group is not None:
             if running and group not in route.groups:
@@ -96,7 +109,12 @@ class Routes:
                     f"queue({signal!r}, group={group!r}): the bridge is running; add groups "
                     f"before `async with bridge:`"
                 )
-            route.groups[group] = Group(group, float(claim_after), max_deliveries)
+            route.groups[group] = Group(
+                group,
+                float(claim_after),
+                max_deliveries,
+                None if dedupe is None else float(dedupe),
+            )
         if route.hook is None:
             self._install(route)
 
