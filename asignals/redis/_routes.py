@@ -18,6 +18,11 @@ from ._hook import BridgeHook
 from ._types import Settings
 
 
+def key_of(prefix: str, mode: Literal["fanout", "queue"], name: str) -> str:
+    """The channel (fanout) or stream (queue) of the signal *name* under *prefix*."""
+    return f"{prefix}:{mode}:{name}"
+
+
 @dataclasses.dataclass(slots=True)
 class Group:
     """A consumer group this process consumes a queued signal for."""
@@ -165,7 +170,7 @@ class Routes:
                 f"{mode}({signal!r}): {self.bridge!r} is running; register signals before "
                 f"`async with bridge:`"
             )
-        key = f"{self.prefix}:{mode}:{name}"
+        key = key_of(self.prefix, mode, name)
         route = Route(signal, name, mode, key, maxlen if maxlen is not None else self.maxlen)
         self._by_name[name] = route
         return route

@@ -236,6 +236,20 @@ def echo_mark(origin: str, secret: bytes | None) -> tuple[bytes, int]:
     return mark.encode(), 0 if secret is None else len(_SIGNED_PREFIX) + _DIGEST_LENGTH + 1
 
 
+def unseal(data: bytes, secret: bytes | None) -> tuple[bytes, bool | None]:
+    """The body of wire bytes, and whether it is signed with *secret*: ``None`` when it is
+    not signed, or there is no secret to check against (for showing a message, never for
+    trusting one: `open_envelope` does that)."""
+    start = len(_SIGNED_PREFIX)
+    if not data.startswith(_SIGNED_PREFIX) or data[start + _DIGEST_LENGTH :][:1] != b".":
+        return data, None
+    body = data[start + _DIGEST_LENGTH + 1 :]
+    if secret is None:
+        return body, None
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+    return body, hmac.compare_digest(data[start : start + _DIGEST_LENGTH], expected)
+
+
 def open_envelope(data: bytes, secret: bytes | None, max_bytes: int) -> Envelope:
     """Check and parse incoming wire bytes; raises Dropped with the reason."""
     if len(data) > max_bytes:
