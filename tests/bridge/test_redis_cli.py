@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+import redis
 
 from asignals import AsyncSignal
 from asignals.redis import RedisBridge
@@ -114,3 +115,17 @@ def test_python_m_asignals_redis_names_its_actions_and_runs(
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     assert json.loads(listed.stdout) == []
+
+
+def test_a_dead_letter_that_is_not_a_message_is_listed_as_far_as_it_goes(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    dead = f"{prefix}:queue:order:dead:mailer"
+    client.xadd(dead, {"m": b"[1, 2]", "deliveries": b"many", "error": b"dropped (malformed)"})
+    client.xadd(dead, {"m": b"{" * 10, "error": b"dropped (malformed)"})
+    client.close()
+    where = ["--url", redis_server.url, "--prefix", prefix, "--signal", "order"]
+    _, document = cli("list", *where, "--group", "mailer", "--json")
+    letters = json.loads(document)
+    assert [(letter["payload"], letter["deliveries"]) for letter in letters] == [(None, None)] * 2
