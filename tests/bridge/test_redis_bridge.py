@@ -578,6 +578,31 @@ async def test_redis_restart_reconnects_and_loses_no_accepted_message(
     assert web.statistics().outages == 1
 
 
+async def test_a_send_still_retrying_when_the_bridge_stops_raises_instead_of_hanging(
+    own_redis: RedisServer, prefix: str
+) -> None:
+    signal = AsyncSignal("job")
+    bridge = RedisBridge(own_redis.url, prefix=prefix, send_timeout=10.0)
+    bridge.queue(signal)
+    errors: list[BaseException] = []
+
+    async def sending() -> None:
+        try:
+            await signal.send(None, n=1)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tasks:
+        await bridge.start()
+        own_redis.kill()
+        tasks.start_soon(sending)
+        await until(lambda: not bridge.connected)  # the send is retrying meanwhile
+        await bridge.stop()
+    (error,) = errors
+    assert "stopped before Redis accepted the message" in str(error)
+    assert bridge.statistics().enqueued == 0
+
+
 async def test_registration_errors_name_the_signal_and_the_fix(redis_server: RedisServer) -> None:
     bridge = RedisBridge(redis_server.url)
     signal = AsyncSignal("news")
