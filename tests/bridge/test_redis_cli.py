@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import runpy
 import subprocess
 import sys
 import uuid
@@ -129,3 +130,10 @@ def test_a_dead_letter_that_is_not_a_message_is_listed_as_far_as_it_goes(
     _, document = cli("list", *where, "--group", "mailer", "--json")
     letters = json.loads(document)
     assert [(letter["payload"], letter["deliveries"]) for letter in letters] == [(None, None)] * 2
+
+
+def test_the_module_runs_as_a_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["python -m asignals.redis", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("asignals.redis", run_name="__main__")
+    assert exit_.value.code == 0

@@ -3,8 +3,10 @@ redis-server."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import anyio
 import pytest
 
 from asignals import AsyncSignal
@@ -156,3 +158,36 @@ async def test_dedupe_must_be_positive_seconds_for_a_group() -> None:
         bridge.queue(AsyncSignal("b"), group="g", dedupe="1h")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dedupe is kept per consumer group; pass group="):
         bridge.queue(AsyncSignal("c"), dedupe=60)
+
+
+async def test_concurrent_sends_share_round_trips_and_all_arrive(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    here, there = AsyncSignal("job"), AsyncSignal("job")
+    worker = Recorder()
+    there.connect(worker)
+    web = RedisBridge(redis_server.url, prefix=prefix, batch=16)
+    web.queue(here)
+    consumer = RedisBridge(redis_server.url, prefix=prefix)
+    consumer.queue(there, group="g")
+    async with running(web, consumer):
+        async with anyio.create_task_group() as tasks:
+            for n in range(200):
+                tasks.start_soon(functools.partial(here.send, None, n=n))
+        await worker.wait(200)
+    assert sorted(payload["n"] for _, payload, _ in worker.calls) == list(range(200))
+    assert web.statistics().enqueued == 200
+
+
+async def test_dead_letters_that_are_not_messages_are_read_as_far_as_they_go(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    signal = AsyncSignal("job")
+    bridge = RedisBridge(redis_server.url, prefix=prefix)
+    bridge.queue(signal)
+    client = raw(redis_server)
+    await client.xadd(f"{prefix}:queue:job:dead:g", {"m": b"{", "deliveries": b"?", "at": b"?"})
+    async with bridge:
+        (letter,) = await bridge.dead_letters(signal, group="g")
+    await client.aclose()
+    assert (letter.id, letter.payload, letter.deliveries, letter.failed_at) == ("", {}, 0, 0.0)
