@@ -50,7 +50,9 @@ class RedisBridge:
         url: A redis-py URL, ``redis://[:password@]host:port/db``.
         prefix: Starts every key and channel name, so several apps can share a server.
         secret: Sign every message with HMAC-SHA256 and drop incoming ones that are not
-            signed with the same secret. Every process of the app needs the same secret.
+            signed with the same secret (at least 16 characters). Every process of the
+            app needs the same secret; a queued message a process cannot verify goes to
+            the dead letters, to be requeued once its key is fixed.
         consumer: This process's consumer name within each group. The default
             (``host:pid``) is new on every start; give a stable name (``"mailer-1"``) so a
             restarted consumer re-reads the messages it had not finished.
