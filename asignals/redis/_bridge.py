@@ -68,6 +68,11 @@ class RedisBridge:
             *reconnect_cap*, with jitter.
         reconnect_cap: Longest reconnection delay in seconds.
         health_interval: Seconds between health checks (PING) while connected.
+        cluster: *url* is any node of a Redis Cluster (redis-py's ``RedisCluster``).
+            Each signal's keys share one hash slot (its name is a hash tag:
+            ``<prefix>:queue:{<name>}``), different signals spread over the slots, and
+            fanout uses sharded pub/sub (``SPUBLISH``, Redis 7), which reaches every
+            process whichever node it is connected to.
 
     Example:
         ```python
@@ -95,6 +100,7 @@ class RedisBridge:
         reconnect_base: float = 0.1,
         reconnect_cap: float = 5.0,
         health_interval: float = 1.0,
+        cluster: bool = False,
     ) -> None:
         settings = Settings.checked(
             url,
@@ -107,6 +113,7 @@ class RedisBridge:
             reconnect_base,
             reconnect_cap,
             health_interval,
+            cluster,
         )
         self.url = url
         self.prefix = prefix

@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("--count", type=int, default=100, help="list at most this many")
     dead.add_argument("--maxlen", type=int, default=100_000, help="requeue: the stream's maxlen")
     dead.add_argument("--timeout", type=float, default=5.0, help="seconds per command")
+    dead.add_argument("--cluster", action="store_true", help="the bridge's cluster=True")
     return parser
 
 
@@ -86,8 +87,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace) -> Any:
-    client = connect(args.url, args.timeout)
-    stream = key_of(args.prefix, "queue", args.signal)
+    client = connect(args.url, args.timeout, args.cluster)
+    stream = key_of(args.prefix, "queue", args.signal, args.cluster)
     try:
         if args.action == "requeue":
             return {

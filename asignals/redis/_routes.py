@@ -18,9 +18,14 @@ from ._hook import BridgeHook
 from ._types import Settings
 
 
-def key_of(prefix: str, mode: Literal["fanout", "queue"], name: str) -> str:
-    """The channel (fanout) or stream (queue) of the signal *name* under *prefix*."""
-    return f"{prefix}:{mode}:{name}"
+def key_of(prefix: str, mode: Literal["fanout", "queue"], name: str, cluster: bool) -> str:
+    """The channel (fanout) or stream (queue) of the signal *name* under *prefix*.
+
+    In a cluster the name is a hash tag (``{name}``): every key made from this one (the
+    dead letters, the dedupe records) is in the same slot, so one transaction can move a
+    message between them, while different signals spread over the slots.
+    """
+    return f"{prefix}:{mode}:{{{name}}}" if cluster else f"{prefix}:{mode}:{name}"
 
 
 @dataclasses.dataclass(slots=True)
@@ -48,6 +53,7 @@ class Route:
     maxlen: int
     groups: dict[str, Group] = dataclasses.field(default_factory=dict)
     hook: BridgeHook | None = None
+    sharded: bool = False  # fanout through sharded pub/sub (SPUBLISH), in a cluster
     # What a send does, for errors: made once, not on every send.
     sending: str = dataclasses.field(init=False)
 
@@ -65,6 +71,7 @@ class Routes:
         self.bridge = bridge  # named in errors
         self.prefix = settings.prefix
         self.maxlen = settings.maxlen
+        self.cluster = settings.cluster
         self._make_hook = make_hook
         self._by_name: dict[str, Route] = {}
 
@@ -170,8 +177,9 @@ class Routes:
                 f"{mode}({signal!r}): {self.bridge!r} is running; register signals before "
                 f"`async with bridge:`"
             )
-        key = key_of(self.prefix, mode, name)
+        key = key_of(self.prefix, mode, name, self.cluster)
         route = Route(signal, name, mode, key, maxlen if maxlen is not None else self.maxlen)
+        route.sharded = self.cluster
         self._by_name[name] = route
         return route
 

@@ -159,6 +159,7 @@ class Settings:
     reconnect_base: float
     reconnect_cap: float
     health_interval: float
+    cluster: bool = False
 
     @classmethod
     def checked(
@@ -173,6 +174,7 @@ class Settings:
         reconnect_base: float,
         reconnect_cap: float,
         health_interval: float,
+        cluster: bool = False,
     ) -> Settings:
         """The settings, once each has the right type and range (or `TypeError`,
         `ValueError` naming it)."""
@@ -182,6 +184,8 @@ class Settings:
             raise TypeError(f"RedisBridge(): prefix must be a non-empty string, got {prefix!r}")
         if secret is not None and not isinstance(secret, str | bytes):
             raise TypeError("RedisBridge(): secret must be str or bytes")
+        if not isinstance(cluster, bool):
+            raise TypeError(f"RedisBridge(): cluster must be True or False, got {cluster!r}")
         if secret is not None and len(secret) < 16:
             raise ValueError("RedisBridge(): secret must be at least 16 characters long")
         for name, value in (
@@ -208,6 +212,7 @@ class Settings:
             float(reconnect_base),
             float(reconnect_cap),
             float(health_interval),
+            cluster,
         )
 
 

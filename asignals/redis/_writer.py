@@ -126,5 +126,6 @@ class Writer:
 def _command(target: Any, route: Route, data: bytes) -> Any:
     """PUBLISH or XADD one message, on a client (awaitable) or a pipeline (queued)."""
     if route.mode == "fanout":
-        return target.publish(route.key, data)
+        publish = target.spublish if route.sharded else target.publish
+        return publish(route.key, data)
     return target.xadd(route.key, {"m": data}, maxlen=route.maxlen, approximate=True)

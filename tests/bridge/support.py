@@ -65,7 +65,7 @@ def connected(bridge: RedisBridge) -> bool:
     return bridge.connected
 
 
-async def no_pending(client: aioredis.Redis, key: str, group: str) -> bool:
+async def no_pending(client: aioredis.Redis | aioredis.RedisCluster, key: str, group: str) -> bool:
     summary: Any = await client.xpending(key, group)
     return bool(summary["pending"] == 0)
 

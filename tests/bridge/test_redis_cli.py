@@ -18,22 +18,22 @@ import redis
 from asignals import AsyncSignal
 from asignals.redis import RedisBridge
 from asignals.redis._cli import main
-from bridge.redis_server import RedisServer, free_port
+from bridge.redis_server import RedisClusterServers, RedisServer, free_port
 from bridge.support import Recorder, running, until
 
 SECRET = "the-app-secret-0123456789"
 
 
-def leave_dead_letters(url: str, prefix: str) -> None:
+def leave_dead_letters(url: str, prefix: str, *, cluster: bool = False) -> None:
     """Two messages of "order" whose receiver fails, dead letters of group "mailer"."""
 
     async def produce() -> None:
         here, there = AsyncSignal("order"), AsyncSignal("order")
         failing = Recorder(fail=True)
         there.connect(failing)
-        web = RedisBridge(url, prefix=prefix, secret=SECRET)
+        web = RedisBridge(url, prefix=prefix, secret=SECRET, cluster=cluster)
         web.queue(here)
-        mailer = RedisBridge(url, prefix=prefix, secret=SECRET)
+        mailer = RedisBridge(url, prefix=prefix, secret=SECRET, cluster=cluster)
         mailer.queue(there, group="mailer", max_deliveries=1)
         async with running(web, mailer):
             await here.send(None, order_id=1, ref=uuid.UUID(int=1))
@@ -137,3 +137,16 @@ def test_the_module_runs_as_a_program(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit) as exit_:
         runpy.run_module("asignals.redis", run_name="__main__")
     assert exit_.value.code == 0
+
+
+def test_the_command_line_reaches_a_cluster_through_any_node(
+    redis_cluster: RedisClusterServers, prefix: str
+) -> None:
+    leave_dead_letters(redis_cluster.urls[0], prefix, cluster=True)
+    where = ["--url", redis_cluster.urls[2], "--cluster", "--prefix", prefix]
+    where += ["--signal", "order", "--group", "mailer"]
+    _, document = cli("list", *where, "--json")
+    letters = json.loads(document)
+    assert [letter["payload"]["order_id"] for letter in letters] == [1, 2]
+    assert cli("requeue", *where, "--ids", letters[0]["stream_id"])[1].startswith("requeued 1 ")
+    assert cli("purge", *where)[1].startswith("purged 1 ")

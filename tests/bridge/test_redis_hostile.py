@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from asignals import AsyncSignal
 from asignals.redis import RedisBridge
@@ -63,28 +64,44 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
 EXPECTED = {"malformed": 5, "bad_signature": 1, "unknown_sender": 1, "unknown_type": 1}
 
 
+@pytest.mark.parametrize("where", ["server", "cluster"])
 @pytest.mark.parametrize("mode", ["fanout", "queue"])
 async def test_every_undecodable_message_is_a_counted_drop_logged_once_per_reason(
-    redis_server: RedisServer, prefix: str, mode: str, caplog: pytest.LogCaptureFixture
+    request: pytest.FixtureRequest,
+    prefix: str,
+    mode: str,
+    where: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     here, there = AsyncSignal("job"), AsyncSignal("job")
     worker = Recorder()
     there.connect(worker)
-    sender = RedisBridge(redis_server.url, prefix=prefix, secret=SECRET)
-    receiver = RedisBridge(redis_server.url, prefix=prefix, secret=SECRET)
-    key = f"{prefix}:{mode}:job"
+    client: Any
+    if where == "cluster":  # the sender, the receiver and the raw client on three nodes
+        urls = request.getfixturevalue("redis_cluster").urls
+        client = aioredis.RedisCluster.from_url(urls[1])
+        key = f"{prefix}:{mode}:{{job}}"
+        publish = client.spublish
+    else:
+        server = request.getfixturevalue("redis_server")
+        urls = [server.url] * 3
+        client = raw(server)
+        key = f"{prefix}:{mode}:job"
+        publish = client.publish
+    cluster = where == "cluster"
+    sender = RedisBridge(urls[0], prefix=prefix, secret=SECRET, cluster=cluster)
+    receiver = RedisBridge(urls[2], prefix=prefix, secret=SECRET, cluster=cluster)
     if mode == "fanout":
         sender.fanout(here)
         receiver.fanout(there)
     else:
         sender.queue(here)
         receiver.queue(there, group="workers")
-    client = raw(redis_server)
     caplog.set_level(logging.INFO, "asignals.redis")
     async with running(sender, receiver):
         for data, _ in HOSTILE.values():
             if mode == "fanout":
-                await client.publish(key, data)
+                await publish(key, data)
             else:
                 await client.xadd(key, {"m": data})
         await here.send(None, n=1)  # after them all, on the same connection
@@ -119,17 +136,21 @@ async def test_every_undecodable_message_is_a_counted_drop_logged_once_per_reaso
     assert not [record for record in caplog.records if "moved to" in record.getMessage()]
 
 
+@pytest.mark.parametrize("where", ["server", "cluster"])
 @pytest.mark.parametrize("mode", ["fanout", "queue"])
 async def test_a_payload_item_named_type_crosses_as_it_is(
-    redis_server: RedisServer, prefix: str, mode: str
+    request: pytest.FixtureRequest, prefix: str, mode: str, where: str
 ) -> None:
     here, there = AsyncSignal("job"), AsyncSignal("job")
     worker = Recorder()
     there.connect(worker)
-    a, b = (
-        RedisBridge(redis_server.url, prefix=prefix),
-        RedisBridge(redis_server.url, prefix=prefix),
-    )
+    if where == "cluster":
+        urls = request.getfixturevalue("redis_cluster").urls
+    else:
+        urls = [request.getfixturevalue("redis_server").url] * 3
+    cluster = where == "cluster"
+    a = RedisBridge(urls[0], prefix=prefix, cluster=cluster)
+    b = RedisBridge(urls[1], prefix=prefix, cluster=cluster)
     if mode == "fanout":
         a.fanout(here)
         b.fanout(there)
