@@ -83,3 +83,61 @@ async def test_a_queue_across_nodes_dead_letters_requeues_and_dedupes_in_one_slo
     assert len(spread) > 1  # other signals elsewhere
     stats = worker.statistics()
     assert (stats.dead_lettered, stats.acknowledged, stats.failed) == (1, 1, 1)
+
+
+async def command(node: aioredis.Redis, *args: Any) -> Any:
+    return await node.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+async def move_slot(cluster: RedisClusterServers, key: str) -> None:
+    """Move the slot of *key*, with its keys, to another master, the way `redis-cli
+    --cluster reshard` does: IMPORTING and MIGRATING (clients get ASK), MIGRATE, then the
+    new owner everywhere (clients get MOVED)."""
+    nodes = [aioredis.Redis.from_url(url) for url in cluster.urls]
+    try:
+        slot = int(await command(nodes[0], "CLUSTER", "KEYSLOT", key))
+        ids = [(await command(node, "CLUSTER", "MYID")).decode() for node in nodes]
+        ranges = await command(nodes[0], "CLUSTER", "SLOTS")
+        owner = next(
+            master[2].decode() for start, end, master, *_ in ranges if start <= slot <= end
+        )
+        source = ids.index(owner)
+        target = (source + 1) % len(nodes)
+        await command(nodes[target], "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+        await command(nodes[source], "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+        port = cluster.nodes[target].port
+        for _ in range(100):  # bounded: each round moves up to 100 keys
+            keys = await command(nodes[source], "CLUSTER", "GETKEYSINSLOT", slot, 100)
+            if not keys:
+                break
+            await command(nodes[source], "MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
+        for node in nodes:
+            await command(node, "CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+    finally:
+        for node in nodes:
+            await node.aclose()
+
+
+async def test_moving_a_signals_slot_to_another_node_loses_no_queued_message(
+    redis_cluster: RedisClusterServers, prefix: str
+) -> None:
+    here, there = AsyncSignal("payments"), AsyncSignal("payments")
+    worker = Recorder()
+    there.connect(worker)
+    web = bridge_on(redis_cluster, 0, prefix)
+    web.queue(here)
+    consumer = bridge_on(redis_cluster, 1, prefix, reconnect_base=0.05, reconnect_cap=0.2)
+    consumer.queue(there, group="g")
+    stream = f"{prefix}:queue:{{payments}}"
+    client = aioredis.RedisCluster.from_url(redis_cluster.urls[2])
+    async with running(web, consumer):
+        for n in range(20):
+            await here.send(None, n=n)
+        await worker.wait(20)
+        await move_slot(redis_cluster, stream)  # ASK while it moves, MOVED afterwards
+        for n in range(20, 40):
+            await here.send(None, n=n)
+        await worker.wait(40)
+        await until(lambda: no_pending(client, stream, "g"))
+    await client.aclose()
+    assert sorted(payload["n"] for _, payload, _ in worker.calls) == list(range(40))
