@@ -39,7 +39,7 @@ from ._writer import Writer
 
 
 class RedisBridge:
-    """Carries chosen signals between processes through one Redis server.
+    """Carries chosen signals between processes through Redis (one server, or a cluster).
 
     Register signals with `fanout` and `queue`, then run the bridge with ``async with
     bridge:`` (an ASGI lifespan is a good place). Every background task (the pub/sub
