@@ -1,8 +1,9 @@
 """The ``redis`` section: asignals.redis end to end, against hand-written redis-py loops.
 
 For fanout (PUBLISH / SUBSCRIBE) and queue (XADD / XREADGROUP / XACK), with 1 and 4
-consumer processes: one producer in this process sends N messages (8 concurrent senders),
-each carrying its ``time.monotonic()``; consumer processes (``_redis_node.py``) record the
+consumer processes: one producer in this process sends N messages (8 concurrent senders,
+and, with one consumer, also one sender at a time), each carrying its
+``time.monotonic()``; consumer processes (``_redis_node.py``) record the
 latency from send to receiver. Throughput is N divided by the time from the first send
 until every message has been handled (fanout: by every consumer; queue: once, by the
 group, and acknowledged). The floor is the same commands written by hand with redis-py,
@@ -34,6 +35,7 @@ WAIT = 120.0
 class RedisRow:
     mode: str
     consumers: int
+    senders: int
     impl: str
     messages: int
     per_second: float
@@ -116,9 +118,9 @@ async def _first_phase_done(process: asyncio.subprocess.Process) -> None:
 
 
 async def _scenario(
-    url: str, mode: str, consumers: int, impl: str, count: int, probes: int
+    url: str, mode: str, consumers: int, senders: int, impl: str, count: int, probes: int
 ) -> RedisRow:
-    """Throughput: *count* messages from SENDERS concurrent senders. Latency: then, once
+    """Throughput: *count* messages from *senders* concurrent senders. Latency: then, once
     they are all handled, *probes* messages one at a time (2 ms apart)."""
     import redis.asyncio as aioredis
 
@@ -154,7 +156,7 @@ async def _scenario(
     send = send_asignals if impl == "asignals" else send_by_hand
 
     async def sender(start: int) -> None:
-        for order_id in range(start, count, SENDERS):
+        for order_id in range(start, count, senders):
             await send(order_id)
 
     async def handled(total: int) -> None:
@@ -166,7 +168,7 @@ async def _scenario(
     try:
         async with bridge:
             started = time.monotonic()
-            await asyncio.gather(*(sender(i) for i in range(SENDERS)))
+            await asyncio.gather(*(sender(i) for i in range(senders)))
             await handled(count)
             for order_id in range(count, count + probes):
                 await send(order_id)
@@ -186,6 +188,7 @@ async def _scenario(
     return RedisRow(
         mode=mode,
         consumers=consumers,
+        senders=senders,
         impl=impl,
         messages=count,
         per_second=count / (finished - started),
@@ -210,12 +213,12 @@ async def _run(quick: bool) -> list[RedisRow]:
         probes = 50 if quick else 300
         repeats = 1 if quick else 3
         cases = [
-            (mode, consumers, impl)
+            (mode, consumers, senders, impl)
             for mode in ("fanout", "queue")
-            for consumers in (1, 4)
+            for consumers, senders in ((1, 1), (1, SENDERS), (4, SENDERS))
             for impl in ("redis-py", "asignals")
         ]
-        best: dict[tuple[str, int, str], RedisRow] = {}
+        best: dict[tuple[str, int, int, str], RedisRow] = {}
         for _ in range(repeats):  # interleaved, so a busy moment hurts every case alike
             for case in cases:
                 row = await _scenario(server.url, *case, count, probes)
@@ -244,21 +247,21 @@ def format_rows(rows: list[RedisRow], skipped: str | None) -> str:
         out.append(skipped)
         return "\n".join(out)
     out.append(
-        f"N messages from {SENDERS} concurrent senders in this process to consumer processes;"
+        f"N messages from 1 or {SENDERS} concurrent senders in this process to consumer processes;"
         "\nmsgs/s = N / (first send .. last handled, by every consumer for fanout, once per"
         "\ngroup for queue); then, with nothing queued, probe messages one at a time (2 ms"
         "\napart): latency from send to receiver; ratio = asignals / redis-py msgs/s."
     )
-    header = ("mode", "consumers", "impl", "msgs/s", "p50 ms", "p99 ms", "ratio")
+    header = ("mode", "consumers", "senders", "impl", "msgs/s", "p50 ms", "p99 ms", "ratio")
     lines = [header]
-    floor: dict[tuple[str, int], float] = {}
+    floor: dict[tuple[str, int, int], float] = {}
     for row in rows:
-        key = (row.mode, row.consumers)
+        key = (row.mode, row.consumers, row.senders)
         if row.impl == "redis-py":
             floor[key] = row.per_second
         ratio = f"{row.per_second / floor[key]:.2f}x" if key in floor else ""
         lines.append(
-            (row.mode, str(row.consumers), row.impl, f"{row.per_second:,.0f}",
+            (row.mode, str(row.consumers), str(row.senders), row.impl, f"{row.per_second:,.0f}",
              f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}", ratio if row.impl == "asignals" else "")
         )  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

@@ -8,7 +8,9 @@
 * `_lifecycle`: start and stop, and the task group that owns every background task;
 * `_writer`: the pipelined writer every send's message goes through;
 * `_fanout`: the pub/sub listener;
-* `_streams`: a consumer per queued signal and group, claiming, dead letters;
+* `_streams`: a consumer per queued signal and group, claiming, duplicates;
+* `_dead_letters`: the dead-letter streams: read, requeue, purge (also for the CLI,
+  `_cli`);
 * `_health`: connected or not, backoff, retries until ``send_timeout``, the PING;
 * `_client`: redis-py itself, the only module that imports it;
 * `_types`: the public types, the settings and the counters the parts share.
@@ -25,18 +27,19 @@ from types import TracebackType
 from typing import Any
 
 from .._signal import AsyncSignal
+from . import _dead_letters
 from ._health import Health
 from ._hook import BridgeHook
 from ._lifecycle import Lifecycle
 from ._messages import Messages
-from ._routes import Routes
+from ._routes import Route, Routes
 from ._streams import read_dead_letters
 from ._types import BridgeStatistics, Counters, DeadLetter, Settings, not_running
 from ._writer import Writer
 
 
 class RedisBridge:
-    """Carries chosen signals between processes through one Redis server.
+    """Carries chosen signals between processes through Redis (one server, or a cluster).
 
     Register signals with `fanout` and `queue`, then run the bridge with ``async with
     bridge:`` (an ASGI lifespan is a good place). Every background task (the pub/sub
@@ -47,7 +50,9 @@ class RedisBridge:
         url: A redis-py URL, ``redis://[:password@]host:port/db``.
         prefix: Starts every key and channel name, so several apps can share a server.
         secret: Sign every message with HMAC-SHA256 and drop incoming ones that are not
-            signed with the same secret. Every process of the app needs the same secret.
+            signed with the same secret (at least 16 characters). Every process of the
+            app needs the same secret; a queued message a process cannot verify goes to
+            the dead letters, to be requeued once its key is fixed.
         consumer: This process's consumer name within each group. The default
             (``host:pid``) is new on every start; give a stable name (``"mailer-1"``) so a
             restarted consumer re-reads the messages it had not finished.
@@ -63,6 +68,11 @@ class RedisBridge:
             *reconnect_cap*, with jitter.
         reconnect_cap: Longest reconnection delay in seconds.
         health_interval: Seconds between health checks (PING) while connected.
+        cluster: *url* is any node of a Redis Cluster (redis-py's ``RedisCluster``).
+            Each signal's keys share one hash slot (its name is a hash tag:
+            ``<prefix>:queue:{<name>}``), different signals spread over the slots, and
+            fanout uses sharded pub/sub (``SPUBLISH``, Redis 7), which reaches every
+            process whichever node it is connected to.
 
     Example:
         ```python
@@ -90,6 +100,7 @@ class RedisBridge:
         reconnect_base: float = 0.1,
         reconnect_cap: float = 5.0,
         health_interval: float = 1.0,
+        cluster: bool = False,
     ) -> None:
         settings = Settings.checked(
             url,
@@ -102,6 +113,7 @@ class RedisBridge:
             reconnect_base,
             reconnect_cap,
             health_interval,
+            cluster,
         )
         self.url = url
         self.prefix = prefix
@@ -151,6 +163,7 @@ class RedisBridge:
         claim_after: float = 30.0,
         max_deliveries: int = 5,
         maxlen: int | None = None,
+        dedupe: float | None = None,
     ) -> None:
         """Carry *signal* through a Redis stream: at least once, one consumer per group.
 
@@ -168,15 +181,22 @@ class RedisBridge:
             max_deliveries: After this many deliveries without success the message moves
                 to the group's dead-letter stream (see `dead_letters`).
             maxlen: The stream's approximate length limit (default: the bridge's).
+            dedupe: Seconds the *group* remembers each message it finished (by envelope
+                id, a Redis key with that expiry): a message with a remembered id, sent or
+                delivered again, is acknowledged without running the receivers (counted
+                in `BridgeStatistics.duplicates`). A consumer that crashes after the
+                receivers ran and before the record is written still runs them twice.
 
         Raises:
             TypeError: Not an `AsyncSignal`, or an option of the wrong type.
-            ValueError: The signal is fanned out, or an option is out of range.
+            ValueError: The signal is fanned out, an option is out of range, or *dedupe*
+                without *group*.
 
         Example:
             ```python
             bridge.queue(order_created)  # web worker: produce only
             bridge.queue(order_created, group="mailer", claim_after=30.0, max_deliveries=5)
+            bridge.queue(order_created, group="billing", dedupe=3600)
             ```
         """
         self._routes.queue(
@@ -185,6 +205,7 @@ class RedisBridge:
             claim_after,
             max_deliveries,
             maxlen,
+            dedupe,
             running=self._lifecycle.running,
         )
 
@@ -335,10 +356,81 @@ class RedisBridge:
                 print(letter.original_id, letter.deliveries, letter.error)
             ```
         """
+        route, client = self._queued(signal, "dead_letters", group)
+        return await read_dead_letters(client, route, group, count, self._health, self._messages)
+
+    async def requeue(
+        self, signal: AsyncSignal, *, group: str, ids: list[str] | None = None
+    ) -> int:
+        """Deliver *group*'s dead letters of *signal* again, to that group only; how many.
+
+        Each one is appended to the signal's stream again with the same bytes (so the same
+        envelope id, for idempotent receivers) and addressed to *group*: the consumers of
+        other groups, which may have finished it already, acknowledge it untouched. It is
+        removed from the dead-letter stream in the same transaction.
+
+        Args:
+            signal: A signal this bridge queues.
+            group: The consumer group whose dead letters to requeue.
+            ids: `DeadLetter.stream_id` values; ``None`` requeues all of them.
+
+        Raises:
+            ValueError: *signal* is not queued by this bridge, or an id is not a stream id.
+            RuntimeError: The bridge is not running.
+
+        Example:
+            ```python
+            letters = await bridge.dead_letters(order_created, group="mailer")
+            await bridge.requeue(order_created, group="mailer", ids=[letters[0].stream_id])
+            await bridge.requeue(order_created, group="mailer")  # all of them
+            ```
+        """
+        route, client = self._queued(signal, "requeue", group, ids)
+        return int(
+            await self._health.retrying(
+                f"requeueing dead letters of {signal!r}",
+                lambda: _dead_letters.requeue(client, route.key, group, ids, route.maxlen),
+            )
+        )
+
+    async def purge_dead_letters(
+        self, signal: AsyncSignal, *, group: str, ids: list[str] | None = None
+    ) -> int:
+        """Delete *group*'s dead letters of *signal*; how many were deleted.
+
+        Args:
+            signal: A signal this bridge queues.
+            group: The consumer group whose dead letters to delete.
+            ids: `DeadLetter.stream_id` values; ``None`` deletes all of them.
+
+        Raises:
+            ValueError: *signal* is not queued by this bridge, or an id is not a stream id.
+            RuntimeError: The bridge is not running.
+
+        Example:
+            ```python
+            await bridge.purge_dead_letters(order_created, group="mailer")
+            ```
+        """
+        route, client = self._queued(signal, "purge_dead_letters", group, ids)
+        return int(
+            await self._health.retrying(
+                f"purging dead letters of {signal!r}",
+                lambda: _dead_letters.purge(client, route.key, group, ids),
+            )
+        )
+
+    def _queued(
+        self, signal: AsyncSignal, method: str, group: str, ids: list[str] | None = None
+    ) -> tuple[Route, Any]:
+        """The route of a queued *signal* and the running client, for *method*'s checks."""
         route = self._routes.find(signal)
         if route is None or route.mode != "queue":
-            raise ValueError(f"dead_letters({signal!r}): the signal is not queued by {self!r}")
+            raise ValueError(f"{method}({signal!r}): the signal is not queued by {self!r}")
+        if not isinstance(group, str) or not group:
+            raise TypeError(f"{method}({signal!r}): group must be a non-empty string")
+        _dead_letters.check_ids(f"{method}({signal!r})", ids)
         client = self._lifecycle.client
         if client is None:
             raise not_running(signal, self)
-        return await read_dead_letters(client, route, group, count, self._health, self._messages)
+        return route, client

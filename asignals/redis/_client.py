@@ -30,12 +30,22 @@ CONNECTION_ERRORS: Final = (
     redis_errors.TimeoutError,
     OSError,
     TimeoutError,
+    # A cluster between a failover and its new slot map: the same command succeeds later.
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
 )
 """What a command raises when the connection (not the command) failed: worth retrying."""
 
 
-def connect(url: str, timeout: float) -> Any:
-    """A client for *url* (it connects on its first command); ``redis.asyncio.Redis``."""
+def connect(url: str, timeout: float, cluster: bool = False) -> Any:
+    """A client for *url* (it connects on its first command): ``redis.asyncio.Redis``, or
+    with *cluster* ``redis.asyncio.RedisCluster``, which finds every node from that one and
+    follows ``MOVED`` and ``ASK`` redirections itself."""
+    if cluster:
+        return aioredis.RedisCluster.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout, protocol=2
+        )
     return aioredis.Redis.from_url(
         url,
         socket_connect_timeout=timeout,

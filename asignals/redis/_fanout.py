@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from ._client import CONNECTION_ERRORS, close_quietly
+from . import _wire
+from ._client import CONNECTION_ERRORS, close_quietly, text
 from ._health import Health
 from ._hook import resend
 from ._messages import Messages
@@ -43,6 +44,7 @@ class FanoutListener:
         self.bridge = bridge  # named in logs and errors
         self._client = client
         self._routes = {route.key.encode(): route for route in routes}  # by channel
+        self._sharded = any(route.sharded for route in routes)
         self._health = health
         self._messages = messages
         self._counters = counters
@@ -56,18 +58,14 @@ class FanoutListener:
         while True:
             pubsub = self._client.pubsub()
             try:
-                await pubsub.subscribe(*routes)
-                confirmed = 0
-                while confirmed < len(routes):  # wait until every SUBSCRIBE is in force
-                    message = await pubsub.get_message(timeout=self._send_timeout)
-                    if message is None:
-                        raise TimeoutError("no SUBSCRIBE confirmation")
-                    confirmed += message["type"] == "subscribe"
+                await self._subscribe(pubsub)
                 await self._health.came_up()
                 backoff.reset()
                 if not started:
                     started = True
                     task_status.started()
+                if self._sharded:
+                    await self._listen_sharded(pubsub)
                 while True:
                     # The raw reply, [b"message", channel, data]: get_message() would wrap
                     # each one in a dict and look for handlers first, which costs as much
@@ -93,13 +91,47 @@ class FanoutListener:
                 await close_quietly(pubsub)
             await anyio.sleep(backoff.next_delay())
 
+    async def _subscribe(self, pubsub: Any) -> None:
+        """Subscribe to every channel; return once each SUBSCRIBE is in force."""
+        routes = self._routes
+        if self._sharded:
+            await pubsub.ssubscribe(*routes)
+        else:
+            await pubsub.subscribe(*routes)
+        kind = "ssubscribe" if self._sharded else "subscribe"
+        confirmed = 0
+        with anyio.fail_after(self._send_timeout):  # TimeoutError: retried as a disconnect
+            while confirmed < len(routes):
+                if self._sharded:
+                    message = await pubsub.get_sharded_message(timeout=0.1)
+                else:
+                    message = await pubsub.get_message(timeout=self._send_timeout)
+                confirmed += message is not None and text(message["type"]) == kind
+
+    async def _listen_sharded(self, pubsub: Any) -> None:
+        """Re-send each sharded message, however many nodes the channels live on."""
+        routes = self._routes
+        while True:
+            message = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None or text(message["type"]) != "smessage":
+                continue
+            route = routes.get(message["channel"])
+            if route is not None:
+                try:
+                    await self._message(route, message["data"])
+                except CONNECTION_ERRORS:
+                    raise
+                except Exception:  # a bug must not end the listener
+                    logger.exception("%r: handling a message failed", self.bridge)
+
     async def _message(self, route: Route, data: Any) -> None:
-        decoded = self._messages.inbound(data, route, None)
-        if decoded is None:
+        messages = self._messages
+        if type(data) is bytes and data.startswith(messages.echo, messages.echo_at):
+            return  # our own message: its local receivers ran when it was sent
+        decoded = messages.inbound(data, route, None)
+        if isinstance(decoded, _wire.Dropped):
             return
         envelope, sender, payload = decoded
-        if envelope.origin == self._messages.origin:
-            return  # our own message: its local receivers ran when it was sent
         delivery = Delivery(
             envelope.id, envelope.signal, envelope.origin, envelope.timestamp, "fanout"
         )

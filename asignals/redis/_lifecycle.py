@@ -77,7 +77,7 @@ class Lifecycle:
                 f"{self.bridge!r}: redis-py's client needs an asyncio event loop (uvloop "
                 f"works); run the bridge on anyio's asyncio backend, not trio"
             ) from None
-        client = connect(self.settings.url, self.settings.send_timeout)
+        client = connect(self.settings.url, self.settings.send_timeout, self.settings.cluster)
         try:
             await self.health.retrying("connecting", lambda: client.ping())
         except BaseException:

@@ -21,6 +21,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asignals.redis")
 
+Inbound = tuple[_wire.Envelope, Any, dict[str, Any]]
+"""A decoded message: its envelope, its sender and its payload, ready for the receivers."""
+
+
+def _too_deep(signal: object, key: str) -> TypeError:
+    return TypeError(
+        f"{signal!r}: payload item {key!r} is nested too deeply (or contains itself) to "
+        f"cross Redis as JSON; send a flatter value, or an id and load the data instead"
+    )
+
 
 class Messages:
     """One bridge's encoder and decoder of messages."""
@@ -35,6 +45,8 @@ class Messages:
         self._senders_by_name: dict[str, Any] = {}
         self._names_by_sender: dict[int, tuple[Any, str]] = {}
         self._logged_drops: set[str] = set()
+        # The bytes this bridge's own messages start with (see _wire.echo_mark).
+        self.echo, self.echo_at = _wire.echo_mark(origin, settings.secret)
 
     def register_sender(self, sender: Any, name: str) -> None:
         """Let *sender* cross under *name* (see `RedisBridge.register_sender`)."""
@@ -77,18 +89,22 @@ class Messages:
                     f"Redis as JSON; send JSON values, or register the type with "
                     f"bridge.register_type() or bridge.register_dataclass()"
                 ) from None
-        data = _wire.seal(
-            {
-                "v": _wire.VERSION,
-                "id": os.urandom(16).hex(),
-                "signal": route.name,
-                "sender": wire_sender,
-                "payload": plain,
-                "origin": self.origin,
-                "ts": time.time(),
-            },
-            self._secret,
-        )
+            except RecursionError:
+                raise _too_deep(signal, key) from None
+        envelope = {
+            # "v" and "origin" first: see _wire.echo_mark.
+            "v": _wire.VERSION,
+            "origin": self.origin,
+            "id": os.urandom(16).hex(),
+            "signal": route.name,
+            "sender": wire_sender,
+            "payload": _wire.escape(plain),  # an item named "$type" is not a typed value
+            "ts": time.time(),
+        }
+        try:
+            data = _wire.seal(envelope, self._secret)
+        except RecursionError:  # pragma: no cover - plain() went as deep and did not raise
+            raise _too_deep(signal, next(iter(payload), "?")) from None
         if len(data) > self._max_bytes:
             raise ValueError(
                 f"{signal!r}: the message is {len(data)} bytes, more than "
@@ -113,27 +129,36 @@ class Messages:
             raise _wire.Dropped("unknown_sender", f"no sender is registered as {name!r}")
         raise _wire.Dropped("malformed", "the sender is not null, a string, an int or a name")
 
-    def inbound(
-        self, data: Any, route: Route, group: str | None
-    ) -> tuple[_wire.Envelope, Any, dict[str, Any]] | None:
-        """Decode one message for *route*; None (counted, logged once) when it is dropped."""
+    def inbound(self, data: Any, route: Route, group: str | None) -> Inbound | _wire.Dropped:
+        """Decode one message for *route*: the envelope, the sender and the payload, or
+        why it is dropped (counted, and logged once per reason)."""
         try:
-            if not isinstance(data, bytes):
-                raise _wire.Dropped("malformed", "the entry has no message field")
-            envelope = _wire.open_envelope(data, self._secret, self._max_bytes)
-            if envelope.signal != route.name:
-                raise _wire.Dropped(
-                    "unknown_signal", f"{envelope.signal!r} arrived on {route.key!r}"
-                )
-            sender = envelope.sender
-            if not (sender is None or type(sender) is str or type(sender) is int):
-                sender = self.resolve_sender(sender)
-            payload = self.codecs.revive(envelope.payload) if envelope.typed else envelope.payload
-            if "signal" in payload or "sender" in payload:
-                raise _wire.Dropped("malformed", "the payload uses a reserved name")
+            return self._decode(data, route)
         except _wire.Dropped as dropped:
-            self._drop(dropped, route.key if group is None else f"{route.key} ({group})")
-            return None
+            failure = dropped
+        except Exception as exc:
+            # (a RecursionError, an OverflowError, a type's decode raising ...): a drop like
+            # any other, never a traceback per message or a queue entry retried forever.
+            failure = _wire.Dropped("malformed", f"decoding it raised {type(exc).__name__}")
+        self._drop(failure, route.key if group is None else f"{route.key} ({group})")
+        return failure
+
+    def _decode(self, data: Any, route: Route) -> Inbound:
+        if not isinstance(data, bytes):
+            raise _wire.Dropped("malformed", "the entry has no message field")
+        envelope = _wire.open_envelope(data, self._secret, self._max_bytes)
+        if envelope.signal != route.name:
+            raise _wire.Dropped("unknown_signal", f"{envelope.signal!r} arrived on {route.key!r}")
+        sender = envelope.sender
+        if not (sender is None or type(sender) is str or type(sender) is int):
+            sender = self.resolve_sender(sender)
+        payload = envelope.payload
+        if envelope.typed:
+            payload = self.codecs.revive(payload)
+            if type(payload) is not dict:
+                raise _wire.Dropped("malformed", "the payload is not an object")
+        if "signal" in payload or "sender" in payload:
+            raise _wire.Dropped("malformed", "the payload uses a reserved name")
         return envelope, sender, payload
 
     def _drop(self, dropped: _wire.Dropped, where: str) -> None:

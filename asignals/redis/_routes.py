@@ -18,6 +18,16 @@ from ._hook import BridgeHook
 from ._types import Settings
 
 
+def key_of(prefix: str, mode: Literal["fanout", "queue"], name: str, cluster: bool) -> str:
+    """The channel (fanout) or stream (queue) of the signal *name* under *prefix*.
+
+    In a cluster the name is a hash tag (``{name}``): every key made from this one (the
+    dead letters, the dedupe records) is in the same slot, so one transaction can move a
+    message between them, while different signals spread over the slots.
+    """
+    return f"{prefix}:{mode}:{{{name}}}" if cluster else f"{prefix}:{mode}:{name}"
+
+
 @dataclasses.dataclass(slots=True)
 class Group:
     """A consumer group this process consumes a queued signal for."""
@@ -25,6 +35,11 @@ class Group:
     name: str
     claim_after: float
     max_deliveries: int
+    dedupe: float | None = None  # seconds each finished envelope id is remembered
+    name_bytes: bytes = dataclasses.field(init=False)  # as Redis replies carry it
+
+    def __post_init__(self) -> None:
+        self.name_bytes = self.name.encode()
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -38,6 +53,7 @@ class Route:
     maxlen: int
     groups: dict[str, Group] = dataclasses.field(default_factory=dict)
     hook: BridgeHook | None = None
+    sharded: bool = False  # fanout through sharded pub/sub (SPUBLISH), in a cluster
     # What a send does, for errors: made once, not on every send.
     sending: str = dataclasses.field(init=False)
 
@@ -55,6 +71,7 @@ class Routes:
         self.bridge = bridge  # named in errors
         self.prefix = settings.prefix
         self.maxlen = settings.maxlen
+        self.cluster = settings.cluster
         self._make_hook = make_hook
         self._by_name: dict[str, Route] = {}
 
@@ -79,6 +96,7 @@ class Routes:
         claim_after: float,
         max_deliveries: int,
         maxlen: int | None,
+        dedupe: float | None,
         *,
         running: bool,
     ) -> None:
@@ -89,6 +107,13 @@ class Routes:
             check_count(f"queue({signal!r}): maxlen", maxlen)
         if group is not None and (not isinstance(group, str) or not group):
             raise TypeError(f"queue({signal!r}): group must be a non-empty string or None")
+        if dedupe is not None:
+            check_seconds(f"queue({signal!r}): dedupe", dedupe)
+            if group is None:
+                raise ValueError(
+                    f"queue({signal!r}, dedupe={dedupe!r}): dedupe is kept per consumer group; "
+                    f"pass group= as well"
+                )
         route = self._route(signal, "queue", maxlen, running)
         if group is not None:
             if running and group not in route.groups:
@@ -96,7 +121,12 @@ class Routes:
                     f"queue({signal!r}, group={group!r}): the bridge is running; add groups "
                     f"before `async with bridge:`"
                 )
-            route.groups[group] = Group(group, float(claim_after), max_deliveries)
+            route.groups[group] = Group(
+                group,
+                float(claim_after),
+                max_deliveries,
+                None if dedupe is None else float(dedupe),
+            )
         if route.hook is None:
             self._install(route)
 
@@ -147,8 +177,9 @@ class Routes:
                 f"{mode}({signal!r}): {self.bridge!r} is running; register signals before "
                 f"`async with bridge:`"
             )
-        key = f"{self.prefix}:{mode}:{name}"
+        key = key_of(self.prefix, mode, name, self.cluster)
         route = Route(signal, name, mode, key, maxlen if maxlen is not None else self.maxlen)
+        route.sharded = self.cluster
         self._by_name[name] = route
         return route
 

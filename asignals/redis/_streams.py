@@ -5,7 +5,11 @@ had read and not acknowledged (after a restart), then new entries, and every
 ``claim_after / 2`` it claims entries other consumers left idle longer than ``claim_after``
 (XAUTOCLAIM). An entry is acknowledged once every receiver succeeded; one whose receivers
 failed stays pending and is retried, and after ``max_deliveries`` it moves to the group's
-dead-letter stream, which `read_dead_letters` reads back.
+dead-letter stream (`_dead_letters`), as does a message that is dropped (it does not
+decode, or its signature, sender or type is unknown here), at once. An entry requeued for
+another group is acknowledged untouched. With ``dedupe``, the group records each envelope
+id it finished, and a message whose id is recorded is acknowledged without running the
+receivers again.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import anyio
 import anyio.abc
 
 from .._receivers import describe
-from . import _wire
+from . import _dead_letters, _wire
 from ._client import CONNECTION_ERRORS, ResponseError, text
 from ._health import Health
 from ._hook import resend
@@ -32,9 +36,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asignals.redis")
 
 
-def dead_key(route: Route, group: str) -> str:
-    """The dead-letter stream of *group* for a queued signal."""
-    return f"{route.key}:dead:{group}"
+def done_key(route: Route, group: str, envelope_id: str) -> str:
+    """The record that *group* finished the message *envelope_id* (``dedupe``)."""
+    return f"{route.key}:done:{group}:{envelope_id}"
 
 
 class Consumer:
@@ -200,11 +204,25 @@ class Consumer:
     async def _handle_one(self, stream_id: Any, fields: Any, count: int) -> bool:
         """Run one message; whether to acknowledge it now."""
         route, group = self._route, self._group
-        data = fields.get(b"m") if isinstance(fields, dict) else None
+        if not isinstance(fields, dict):  # pragma: no cover - XREADGROUP gives a dict
+            fields = {}
+        target = fields.get(_dead_letters.TARGET_FIELD)
+        if target is not None and target != group.name_bytes:
+            return True  # requeued for another group (see _dead_letters.requeue)
+        data = fields.get(b"m")
         decoded = self._messages.inbound(data, route, group.name)
-        if decoded is None:
-            return True  # dropped, counted and logged: never retried
+        if isinstance(decoded, _wire.Dropped):
+            # Never for a receiver, but kept where an operator can see it (and requeue
+            # it once, say, the key is fixed); the drop was counted and logged once.
+            await self._dead_letter(stream_id, data, f"dropped ({decoded})", count, log=False)
+            return False  # acknowledged with the move
         envelope, sender, payload = decoded
+        done = None
+        if group.dedupe is not None:
+            done = done_key(route, group.name, envelope.id)
+            if await self._client.exists(done):
+                self._counters.duplicates += 1
+                return True
         if count > group.max_deliveries:  # its last attempt never finished (consumer died?)
             await self._dead_letter(
                 stream_id,
@@ -230,6 +248,10 @@ class Consumer:
             if isinstance(response, Exception)
         ]
         if not errors:
+            if done is not None and group.dedupe is not None:
+                # Recorded before the acknowledgement: a crash in between leaves the
+                # message pending, and its redelivery is recognised here.
+                await self._client.set(done, b"1", nx=True, px=max(int(group.dedupe * 1000), 1))
             return True
         self._counters.failed += 1
         if count >= group.max_deliveries:
@@ -238,36 +260,32 @@ class Consumer:
             await self._dead_letter(stream_id, data, message, count)
         return False  # pending: retried after claim_after
 
-    async def _dead_letter(self, stream_id: Any, data: Any, error: str, deliveries: int) -> None:
+    async def _dead_letter(
+        self, stream_id: Any, data: Any, error: str, deliveries: int, *, log: bool = True
+    ) -> None:
         """Move one message to the group's dead-letter stream and acknowledge it, atomically."""
         route, group = self._route, self._group
-        dead = dead_key(route, group.name)
+        dead = _dead_letters.dead_key(route.key, group.name)
         pipe = self._client.pipeline(transaction=True)
         pipe.xadd(
             dead,
-            {
-                "m": data,
-                "id": stream_id,
-                "error": error,
-                "deliveries": deliveries,
-                "consumer": self._name,
-                "at": repr(time.time()),
-            },
+            _dead_letters.dead_fields(data, stream_id, error, deliveries, self._name),
             maxlen=route.maxlen,
             approximate=True,
         )
         pipe.xack(route.key, group.name, stream_id)
         await pipe.execute()
         self._counters.dead_lettered += 1
-        logger.error(
-            "%r: message %s of %r moved to %s after %d deliveries: %s",
-            self.bridge,
-            text(stream_id),
-            route.name,
-            dead,
-            deliveries,
-            error,
-        )
+        if log:
+            logger.error(
+                "%r: message %s of %r moved to %s after %d deliveries: %s",
+                self.bridge,
+                text(stream_id),
+                route.name,
+                dead,
+                deliveries,
+                error,
+            )
 
 
 async def read_dead_letters(
@@ -275,8 +293,10 @@ async def read_dead_letters(
 ) -> list[DeadLetter]:
     """The oldest *count* entries of *group*'s dead-letter stream, decoded as far as they
     can be (see `RedisBridge.dead_letters`)."""
-    key = dead_key(route, group)
-    entries = await health.retrying(f"reading {key}", lambda: client.xrange(key, count=count))
+    dead = _dead_letters.dead_key(route.key, group)
+    entries = await health.retrying(
+        f"reading {dead}", lambda: _dead_letters.read(client, dead, count)
+    )
     letters = []
     for stream_id, fields in entries:
         sender: Any = None
@@ -286,20 +306,28 @@ async def read_dead_letters(
             envelope = messages.open(fields.get(b"m", b""))
             envelope_id = envelope.id
             sender = messages.resolve_sender(envelope.sender)
-            payload = messages.codecs.revive(envelope.payload)
-        except _wire.Dropped:
+            revived = messages.codecs.revive(envelope.payload)
+            payload = revived if type(revived) is dict else {}
+        except Exception:
             pass
         letters.append(
             DeadLetter(
-                stream_id=text(stream_id),
+                stream_id=stream_id,
                 original_id=text(fields.get(b"id", b"")),
                 id=envelope_id,
                 sender=sender,
                 payload=payload,
                 error=text(fields.get(b"error", b"")),
-                deliveries=int(fields.get(b"deliveries", 0)),
+                deliveries=_number(int, fields.get(b"deliveries")),
                 consumer=text(fields.get(b"consumer", b"")),
-                failed_at=float(fields.get(b"at", 0.0)),
+                failed_at=_number(float, fields.get(b"at")),
             )
         )
     return letters
+
+
+def _number(kind: type[int] | type[float], value: Any) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return kind(0)

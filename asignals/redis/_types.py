@@ -70,8 +70,9 @@ class Delivery(NamedTuple):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A queued message that failed `max_deliveries` times, as `RedisBridge.dead_letters`
-    returns it.
+    """A queued message that failed `max_deliveries` times or was dropped (a bad
+    signature, an unknown sender or type, a message that does not decode), as
+    `RedisBridge.dead_letters` returns it.
 
     Attributes:
         stream_id: Its entry id in the dead-letter stream.
@@ -79,7 +80,8 @@ class DeadLetter:
         id: The envelope id.
         sender: The decoded sender (``None`` if it could not be decoded).
         payload: The decoded payload (``{}`` if it could not be decoded).
-        error: The last error, as ``"ExceptionType: message"``.
+        error: The last error, as ``"ExceptionType: message (in receiver)"``, or why it
+            was dropped, as ``"dropped (bad_signature: ...)"``.
         deliveries: How many times it was delivered.
         consumer: The consumer that gave up on it.
         failed_at: When (``time.time()``).
@@ -115,7 +117,10 @@ class BridgeStatistics:
         acknowledged: Queue messages acknowledged after every receiver succeeded.
         failed: Queue deliveries in which a receiver raised (left pending for a retry).
         claimed: Queue messages claimed from idle consumers (XAUTOCLAIM).
-        dead_lettered: Queue messages moved to a dead-letter stream.
+        dead_lettered: Queue messages moved to a dead-letter stream (after
+            ``max_deliveries`` failures, or dropped: those are counted in ``dropped`` too).
+        duplicates: Queue messages acknowledged without running the receivers because
+            their group had already finished that envelope id (``queue(dedupe=...)``).
         dropped: Incoming messages dropped, by reason (``"malformed"``, ``"unsigned"``,
             ``"bad_signature"``, ``"oversized"``, ``"wrong_version"``, ``"unknown_signal"``,
             ``"unknown_sender"``, ``"unknown_type"``).
@@ -136,6 +141,7 @@ class BridgeStatistics:
     failed: int
     claimed: int
     dead_lettered: int
+    duplicates: int
     dropped: dict[str, int]
 
 
@@ -153,6 +159,7 @@ class Settings:
     reconnect_base: float
     reconnect_cap: float
     health_interval: float
+    cluster: bool = False
 
     @classmethod
     def checked(
@@ -167,6 +174,7 @@ class Settings:
         reconnect_base: float,
         reconnect_cap: float,
         health_interval: float,
+        cluster: bool = False,
     ) -> Settings:
         """The settings, once each has the right type and range (or `TypeError`,
         `ValueError` naming it)."""
@@ -176,6 +184,8 @@ class Settings:
             raise TypeError(f"RedisBridge(): prefix must be a non-empty string, got {prefix!r}")
         if secret is not None and not isinstance(secret, str | bytes):
             raise TypeError("RedisBridge(): secret must be str or bytes")
+        if not isinstance(cluster, bool):
+            raise TypeError(f"RedisBridge(): cluster must be True or False, got {cluster!r}")
         if secret is not None and len(secret) < 16:
             raise ValueError("RedisBridge(): secret must be at least 16 characters long")
         for name, value in (
@@ -202,6 +212,7 @@ class Settings:
             float(reconnect_base),
             float(reconnect_cap),
             float(health_interval),
+            cluster,
         )
 
 
@@ -218,6 +229,7 @@ class Counters:
     failed: int = 0
     claimed: int = 0
     dead_lettered: int = 0
+    duplicates: int = 0
     dropped: dict[str, int] = dataclasses.field(
         default_factory=lambda: dict.fromkeys(_wire.DROP_KINDS, 0)
     )

@@ -10,8 +10,9 @@ An envelope is one JSON object::
 ``sender`` is ``null``, a JSON string or integer (a value sender), or ``{"$sender":
 "<name>"}`` for an object registered with the bridge under that name. Payload values are
 JSON values; a value of a registered type is ``{"$type": "<name>", "v": <json>}``, and a
-dict that itself has a ``"$type"`` key is escaped as ``{"$type": "dict", "v": [[key,
-value], ...]}``, so no user dict is ever mistaken for a typed value.
+dict that itself has a ``"$type"`` key (the payload itself included, when an item is named
+``$type``) is escaped as ``{"$type": "dict", "v": [[key, value], ...]}``, so no user dict
+is ever mistaken for a typed value.
 
 Signed messages (``secret=``) are ``b"s1." + <64 hex digits of HMAC-SHA256 of the body> +
 b"." + body``; unsigned ones are the body alone.
@@ -151,9 +152,7 @@ class Codecs:
                 if type(key) is not str:
                     raise Unrepresentable(f"a dict with the non-string key {key!r}")
                 out[key] = self.plain(item)
-            if TYPE_TAG in out:
-                return {TYPE_TAG: "dict", "v": [[key, item] for key, item in out.items()]}
-            return out
+            return escape(out)
         codec = self._by_type.get(kind)
         if codec is not None:
             name, encode = codec
@@ -173,10 +172,7 @@ class Codecs:
         name = value[TYPE_TAG]
         inner = value.get("v")
         if name == "dict" and isinstance(inner, list):
-            try:
-                return {key: self.revive(item) for key, item in inner}
-            except (TypeError, ValueError):
-                raise Dropped("malformed", "an escaped dict that is not a list of pairs") from None
+            return self._revive_pairs(inner)
         decode = self._by_name.get(name) if isinstance(name, str) else None
         if decode is None:
             raise Dropped("unknown_type", f"no type is registered under the name {name!r}")
@@ -186,6 +182,23 @@ class Codecs:
             raise
         except Exception as exc:
             raise Dropped("unknown_type", f"decoding a {name!r} value failed: {exc!r}") from None
+
+    def _revive_pairs(self, pairs: list[Any]) -> dict[str, Any]:
+        """An escaped dict (see `escape`) from its ``[[key, value], ...]`` pairs."""
+        out: dict[str, Any] = {}
+        for pair in pairs:
+            if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str:
+                raise Dropped("malformed", "an escaped dict that is not a list of [str, value]")
+            out[pair[0]] = self.revive(pair[1])
+        return out
+
+
+def escape(plain: dict[str, Any]) -> dict[str, Any]:
+    """*plain* (JSON-ready), escaped if one of its own keys is ``"$type"``, so that it is
+    never taken for a typed value; `Codecs.revive` turns it back."""
+    if TYPE_TAG in plain:
+        return {TYPE_TAG: "dict", "v": [[key, item] for key, item in plain.items()]}
+    return plain
 
 
 def _isoformat(value: datetime.date) -> str:
@@ -210,6 +223,33 @@ def seal(envelope: dict[str, Any], secret: bytes | None) -> bytes:
     return _SIGNED_PREFIX + digest + b"." + data
 
 
+def echo_mark(origin: str, secret: bytes | None) -> tuple[bytes, int]:
+    """What every message sealed by the bridge *origin* holds at a fixed place: the bytes,
+    and where they start (after the signature, when signed).
+
+    `seal` writes ``v`` and ``origin`` first, so a fanout listener recognises its own
+    messages coming back with one ``startswith``, before checking or parsing anything. A
+    message from elsewhere carrying these bytes (a forgery) is skipped as well, which costs
+    nothing: it could only have been dropped.
+    """
+    mark = _encoder.encode({"v": VERSION, "origin": origin})[:-1] + ","
+    return mark.encode(), 0 if secret is None else len(_SIGNED_PREFIX) + _DIGEST_LENGTH + 1
+
+
+def unseal(data: bytes, secret: bytes | None) -> tuple[bytes, bool | None]:
+    """The body of wire bytes, and whether it is signed with *secret*: ``None`` when it is
+    not signed, or there is no secret to check against (for showing a message, never for
+    trusting one: `open_envelope` does that)."""
+    start = len(_SIGNED_PREFIX)
+    if not data.startswith(_SIGNED_PREFIX) or data[start + _DIGEST_LENGTH :][:1] != b".":
+        return data, None
+    body = data[start + _DIGEST_LENGTH + 1 :]
+    if secret is None:
+        return body, None
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+    return body, hmac.compare_digest(data[start : start + _DIGEST_LENGTH], expected)
+
+
 def open_envelope(data: bytes, secret: bytes | None, max_bytes: int) -> Envelope:
     """Check and parse incoming wire bytes; raises Dropped with the reason."""
     if len(data) > max_bytes:
@@ -230,6 +270,8 @@ def open_envelope(data: bytes, secret: bytes | None, max_bytes: int) -> Envelope
         envelope, end = _scan(text, 0)
     except (ValueError, UnicodeDecodeError, StopIteration):
         raise Dropped("malformed", "not a JSON document") from None
+    except RecursionError:  # a document nested deeper than the parser goes
+        raise Dropped("malformed", "a JSON document nested too deeply") from None
     if end != len(text) and text[end:].strip():
         raise Dropped("malformed", "data after the JSON document")
     if not isinstance(envelope, dict):
@@ -256,4 +298,8 @@ def open_envelope(data: bytes, secret: bytes | None, max_bytes: int) -> Envelope
         and isinstance(timestamp, int | float)
     ):
         raise Dropped("malformed", "an envelope field has the wrong type")
-    return Envelope(id_, signal, sender, payload, origin, float(timestamp), _TAG_BYTES in body)
+    try:
+        timestamp = float(timestamp)
+    except OverflowError:  # an integer too large for a float
+        raise Dropped("malformed", "the envelope's ts is out of range") from None
+    return Envelope(id_, signal, sender, payload, origin, timestamp, _TAG_BYTES in body)

@@ -1,9 +1,11 @@
-"""The writer: every send's message reaches Redis through one task, in pipelines.
+"""The writer: every send's message reaches Redis, alone or in pipelines.
 
-A send hands its command to the writer and waits for Redis's reply to it; the writer sends
-what has gathered meanwhile in one pipeline, one round trip for all of it. Concurrent sends
-(several requests of a web worker, say) share round trips, which is where a bridge can beat
-one connection per concurrent send. The waiting commands are bounded; a send that meets a
+A send made while no other command is in flight sends its own command, as a hand-written
+loop would (one round trip, no hand-over to another task). Otherwise it hands its command
+to the writer task and waits for Redis's reply to it; the writer sends what has gathered
+meanwhile in one pipeline, one round trip for all of it. Concurrent sends (several
+requests of a web worker, say) share round trips, which is where a bridge can beat one
+connection per concurrent send. The waiting commands are bounded; a send that meets a
 connection error retries until ``send_timeout``.
 """
 
@@ -34,6 +36,7 @@ class Writer:
         self._outbox: list[tuple[Route, bytes, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._room = asyncio.Semaphore(1)
+        self._in_flight = 0  # commands sent and not answered yet (alone or in a pipeline)
 
     def open(self, client: Any) -> None:
         """Write through *client*, on the running event loop."""
@@ -41,6 +44,7 @@ class Writer:
         # Made again on every start: asyncio primitives belong to the loop that used them.
         self._loop = asyncio.get_running_loop()
         self._outbox = []
+        self._in_flight = 0
         self._wake = asyncio.Event()
         self._room = asyncio.Semaphore(max(self._batch * 10, 1000))
 
@@ -68,6 +72,15 @@ class Writer:
                 f"{self.bridge!r}; from a plain thread, use anyio.from_thread or "
                 f"asyncio.run_coroutine_threadsafe to send on the bridge's loop"
             )
+        client = self._client
+        if client is None:  # stopped while this send was retrying
+            raise RuntimeError(f"{self.bridge!r} stopped before Redis accepted the message")
+        if not self._in_flight and not self._outbox:  # nothing to share a round trip with
+            self._in_flight += 1
+            try:
+                return await _command(client, route, data)
+            finally:
+                self._in_flight -= 1
         async with self._room:  # bounded: at most max_outbox commands wait
             future: asyncio.Future[Any] = loop.create_future()
             self._outbox.append((route, data, future))
@@ -86,14 +99,14 @@ class Writer:
                     del self._outbox[: self._batch]
                     pipe = self._client.pipeline(transaction=False)
                     for route, data, _ in batch:
-                        if route.mode == "fanout":
-                            pipe.publish(route.key, data)
-                        else:
-                            pipe.xadd(route.key, {"m": data}, maxlen=route.maxlen, approximate=True)
+                        _command(pipe, route, data)
+                    self._in_flight += len(batch)
                     try:
                         replies = await pipe.execute(raise_on_error=False)
                     except Exception as exc:  # the connection: every command of the batch failed
                         replies = [exc] * len(batch)
+                    finally:
+                        self._in_flight -= len(batch)
                     for (_, _, future), reply in zip(batch, replies, strict=True):
                         if future.done():  # its sender was cancelled
                             continue
@@ -108,3 +121,11 @@ class Writer:
                 if not future.done():
                     future.set_exception(RuntimeError(stopped))
             self._outbox.clear()
+
+
+def _command(target: Any, route: Route, data: bytes) -> Any:
+    """PUBLISH or XADD one message, on a client (awaitable) or a pipeline (queued)."""
+    if route.mode == "fanout":
+        publish = target.spublish if route.sharded else target.publish
+        return publish(route.key, data)
+    return target.xadd(route.key, {"m": data}, maxlen=route.maxlen, approximate=True)

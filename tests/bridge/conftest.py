@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.redis_server import RedisServer
+from bridge.redis_server import RedisClusterServers, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +28,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A real 3-master Redis Cluster, shared by the session (tests keep apart by prefix)."""
+    if shutil.which("redis-cli") is None:  # pragma: no cover - it comes with redis-server
+        pytest.fail("redis-cli is not installed: run `make redis-server` (apt-get)")
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

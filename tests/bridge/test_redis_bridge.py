@@ -10,88 +10,35 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import pytest
-import redis.asyncio as aioredis
 
 from asignals import AsyncSignal
 from asignals.redis import (
     BridgeConnectionError,
-    Delivery,
     RedisBridge,
     _wire,
     bridge_connected,
     bridge_disconnected,
-    current_delivery,
 )
 from asignals.testing import capture, connected_to, muted
 from bridge.redis_server import RedisServer
+from bridge.support import (
+    WAIT,
+    Recorder,
+    connected,
+    has_dead_letters,
+    no_pending,
+    raw,
+    running,
+    settle,
+    until,
+)
 
 pytestmark = pytest.mark.asyncio
-WAIT = 20.0
-
-
-class Recorder:
-    """A receiver that keeps what it got (and the Delivery it ran for)."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[tuple[Any, dict[str, Any], Delivery | None]] = []
-        self.fail = fail
-
-    async def __call__(self, sender: Any, **payload: Any) -> str:
-        payload.pop("signal")
-        self.calls.append((sender, payload, current_delivery()))
-        if self.fail:
-            raise RuntimeError(f"failing on call {len(self.calls)}")
-        return "done"
-
-    async def wait(self, count: int) -> None:
-        await until(lambda: len(self.calls) >= count)
-
-
-async def until(condition: Callable[[], bool | Awaitable[bool]]) -> None:
-    """Wait (bounded) until *condition()* holds; it may be a coroutine function."""
-    with anyio.fail_after(WAIT):
-        while True:
-            result = condition()
-            if await result if not isinstance(result, bool) else result:
-                return
-            await anyio.sleep(0.01)
-
-
-@asynccontextmanager
-async def running(*bridges: RedisBridge) -> AsyncIterator[None]:
-    async with AsyncExitStack() as stack:
-        for bridge in bridges:
-            await stack.enter_async_context(bridge)
-        yield
-
-
-async def settle() -> None:
-    """Time for anything that was going to arrive to arrive."""
-    await anyio.sleep(0.3)
-
-
-def raw(server: RedisServer) -> aioredis.Redis:
-    return aioredis.Redis.from_url(server.url)
-
-
-def connected(bridge: RedisBridge) -> bool:
-    return bridge.connected
-
-
-async def no_pending(client: aioredis.Redis, key: str, group: str) -> bool:
-    summary: Any = await client.xpending(key, group)
-    return bool(summary["pending"] == 0)
-
-
-async def has_dead_letters(bridge: RedisBridge, signal: AsyncSignal, group: str) -> bool:
-    return bool(await bridge.dead_letters(signal, group=group))
 
 
 # -- fanout -----------------------------------------------------------------------------------
@@ -509,7 +456,7 @@ async def test_signed_messages_cross_and_unsigned_or_tampered_ones_are_dropped(
     assert (dropped["bad_signature"], dropped["unsigned"]) == (2, 1)
 
 
-async def test_queue_drops_bad_entries_and_keeps_consuming(
+async def test_queue_dead_letters_bad_entries_and_keeps_consuming(
     redis_server: RedisServer, prefix: str
 ) -> None:
     produced, consumed = AsyncSignal("job"), AsyncSignal("job")
@@ -526,8 +473,14 @@ async def test_queue_drops_bad_entries_and_keeps_consuming(
         await produced.send(None, n=1)
         await worker.wait(1)
         await until(lambda: no_pending(client, f"{prefix}:queue:job", "g"))
+        letters = await consumer.dead_letters(consumed, group="g")
     await client.aclose()
-    assert consumer.statistics().dropped["malformed"] == 2
+    stats = consumer.statistics()
+    assert (stats.dropped["malformed"], stats.dead_lettered) == (2, 2)
+    assert [letter.error for letter in letters] == [
+        "dropped (malformed: not a JSON document)",
+        "dropped (malformed: the entry has no message field)",
+    ]
 
 
 # -- lifecycle and failures -------------------------------------------------------------------
@@ -623,6 +576,31 @@ async def test_redis_restart_reconnects_and_loses_no_accepted_message(
     assert 1 <= len(lost) <= 2  # once per outage, per bridge
     assert 1 <= len(back) <= 2
     assert web.statistics().outages == 1
+
+
+async def test_a_send_still_retrying_when_the_bridge_stops_raises_instead_of_hanging(
+    own_redis: RedisServer, prefix: str
+) -> None:
+    signal = AsyncSignal("job")
+    bridge = RedisBridge(own_redis.url, prefix=prefix, send_timeout=10.0)
+    bridge.queue(signal)
+    errors: list[BaseException] = []
+
+    async def sending() -> None:
+        try:
+            await signal.send(None, n=1)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tasks:
+        await bridge.start()
+        own_redis.kill()
+        tasks.start_soon(sending)
+        await until(lambda: not bridge.connected)  # the send is retrying meanwhile
+        await bridge.stop()
+    (error,) = errors
+    assert "stopped before Redis accepted the message" in str(error)
+    assert bridge.statistics().enqueued == 0
 
 
 async def test_registration_errors_name_the_signal_and_the_fix(redis_server: RedisServer) -> None:
