@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.session import SessionTransaction
 from sqlalchemy.orm.state import InstanceState
-from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from ._changes import shape_of
+from ._compat import await_, in_greenlet
 from ._frames import Frame, Saved
 from ._interest import interest, interest_in
 from ._seams import (
@@ -107,8 +107,26 @@ def _after_commit(session: Session) -> None:
         return
     root = session.get_transaction()
     frame = frames.pop(root, None) if root is not None else None
-    if frame is not None:
+    if root is not None and frame is not None:
+        _give_back_connections(root)
         deliver(frame)
+
+
+def _give_back_connections(root: SessionTransaction) -> None:
+    """Return the committed transaction's connections to their pools before the receivers
+    run, so that a receiver writing through a session of its own finds one free (with
+    ``pool_size=1``, or as many requests at once as the pool has connections).
+
+    The transaction's ``close()``, right after ``after_commit``, would close exactly these
+    (the ones it opened itself: *autoclose*; a connection the session was bound to stays
+    open) and closing them again there does nothing. The values the receivers read are
+    still loaded: expire-on-commit happens between ``after_commit`` and ``close()``.
+    """
+    # SQLAlchemy's private state (2.0 and 2.1): {bind: (connection, transaction,
+    # should_commit, autoclose)}; tests/test_sqlalchemy_pool.py fails if it changes.
+    for connection, _, _, autoclose in set(root._connections.values()):
+        if autoclose:
+            connection.close()
 
 
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
