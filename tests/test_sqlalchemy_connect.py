@@ -363,6 +363,6 @@ def test_importing_without_sqlalchemy_names_the_extra_to_install() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        'asignals.sqlalchemy needs SQLAlchemy 2.1 or later: pip install "asignals-dispatch'
+        'asignals.sqlalchemy needs SQLAlchemy 2.0.59 or later: pip install "asignals-dispatch'
         "[sqlalchemy]\" (No module named 'sqlalchemy')"
     )

@@ -40,7 +40,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a venv without SQLAlchemy
     if (exc.name or "").partition(".")[0] != "sqlalchemy":
         raise  # not SQLAlchemy's absence (or a version without what is imported): a bug
-    raise _missing("asignals.sqlalchemy", "SQLAlchemy 2.1 or later", "sqlalchemy", exc) from exc
+    raise _missing("asignals.sqlalchemy", "SQLAlchemy 2.0.59 or later", "sqlalchemy", exc) from exc
 
 __all__ = [
     "m2m_changed",

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.state import InstanceState
-from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from .. import AsyncSignal
 from ._changes import Shape, changes, known_key, m2m_history, primary_key, shape_of
+from ._compat import await_, in_greenlet
 from ._delivery import record
 from ._frames import Frame
 from ._interest import interest, interest_in
