@@ -14,7 +14,7 @@ import anyio
 import pytest
 from orm_models import Base, Customer, Order, real_sqlite_transactions
 from sqlalchemy import create_engine, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from asignals.sqlalchemy import post_save, track, untrack

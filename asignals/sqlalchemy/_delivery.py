@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.session import SessionTransaction
 from sqlalchemy.orm.state import InstanceState
 
-from ._changes import shape_of
+from ._changes import UNREAD, shape_of
 from ._compat import await_, in_greenlet
 from ._frames import Frame, Saved
 from ._interest import interest, interest_in
@@ -70,29 +70,51 @@ def record(session: Session, frame: Frame) -> None:
         earlier.merge(frame)
 
 
+_COMMITTING = "asignals.sqlalchemy.committing"
+"""``session.info[_COMMITTING]``: the outermost transaction is committing (from its
+``before_commit`` to its end), so the flush that follows is the commit's last."""
+
+
 def _before_commit(session: Session) -> None:
-    """Load what a rolled-back savepoint (or an explicit expire) expired on the objects
-    about to be delivered, while SQL is still allowed: after the commit it is not, and the
-    receivers must be able to read every column."""
-    frames = _frames_of(session)
-    if not frames or session.in_nested_transaction():
+    """The outermost transaction is about to commit: load what a rolled-back savepoint (or
+    an explicit expire) expired on the objects about to be delivered, while SQL is still
+    allowed, and mark the session so that the commit's own flush does the same."""
+    if session.in_nested_transaction():
         return
+    session.info[_COMMITTING] = True
+    _load_expired(session)
+
+
+def _after_flush_postexec(session: Session, flush_context: Any) -> None:
+    """The commit's last flush expired what the database computed (``onupdate=``, server
+    defaults, SQL expressions): load it now, in the same transaction, for the receivers."""
+    if session.info.get(_COMMITTING):
+        _load_expired(session)
+
+
+def _load_expired(session: Session) -> None:
+    """Load the expired columns of each object the commit will deliver (one SELECT each,
+    for objects of classes with receivers only), and fill in the new values of changes
+    the flush wrote from SQL expressions. After the commit no SQL is allowed, and the
+    receivers must be able to read every column attribute."""
+    frames = _frames_of(session)
     root = session.get_transaction()
-    frame = frames.get(root) if root is not None else None
+    frame = frames.get(root) if frames and root is not None else None
     if frame is None:
         return
     for key, saved in list(frame.records.items()):
         if not isinstance(saved, Saved) or saved.deleted:
             continue
         state: InstanceState[Any] = key
-        if not state.expired_attributes:
-            continue
-        expired = state.expired_attributes & shape_of(state).columns
+        expired = state.expired_attributes and state.expired_attributes & shape_of(state).columns
         if expired and state.session_id == session.hash_key:
             try:
                 getattr(saved.instance, next(iter(expired)))  # one SELECT loads them all
             except Exception as exc:  # e.g. the row was deleted meanwhile: deliver anyway
                 logger.debug("asignals.sqlalchemy: could not reload %r: %s", saved.instance, exc)
+        for name, (old, new) in saved.changes.items():
+            if new is UNREAD:
+                saved.changes[name] = (old, state.dict.get(name))
 
 
 def _after_commit(session: Session) -> None:
@@ -130,6 +152,8 @@ def _give_back_connections(root: SessionTransaction) -> None:
 
 
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_COMMITTING, None)
     frames = _frames_of(session)
     if not frames:
         return
@@ -150,6 +174,7 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
 
 handle(
     before_commit=_before_commit,
+    after_flush_postexec=_after_flush_postexec,
     after_commit=_after_commit,
     after_transaction_end=_after_transaction_end,
 )
@@ -240,7 +265,8 @@ def _sends_of(frame: Frame) -> list[Send]:
     for found in frame.deliverable():
         instance = found.instance
         cls = type(instance)
-        saves, deletes, links, _ = table.get(cls) or interest_in(table, instance_state(instance))
+        state: InstanceState[Any] = instance_state(instance)
+        saves, deletes, links, _ = table.get(state.mapper) or interest_in(table, state)
         if isinstance(found, Saved):
             if found.deleted:
                 if deletes:

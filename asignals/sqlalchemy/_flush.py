@@ -10,15 +10,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.sql.elements import ClauseElement
 
 from .. import AsyncSignal
-from ._changes import Shape, changes, known_key, m2m_history, primary_key, shape_of
+from ._changes import (
+    UNREAD,
+    Shape,
+    changes,
+    known_key,
+    m2m_history,
+    m2m_written,
+    primary_key,
+    shape_of,
+)
 from ._compat import await_, in_greenlet
 from ._delivery import record
-from ._frames import Frame
+from ._frames import Changes, Frame
 from ._interest import interest, interest_in
 from ._signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 from ._tracking import handle
@@ -102,6 +113,7 @@ def after_flush(session: Session, flush_context: Any) -> None:
         return
     table = interest()
     frame: Frame | None = None  # what this flush wrote; only made for a class of interest
+    written: dict[InstanceState[Any], Changes] | None = session.info.pop(_WRITTEN, None)
     # SQLAlchemy's own bookkeeping rather than session.new / .dirty / .deleted, which build
     # an IdentitySet of the objects on every call (a quarter of a microsecond per object).
     deleted = session._deleted
@@ -110,7 +122,7 @@ def after_flush(session: Session, flush_context: Any) -> None:
         (False, [st for st in session.identity_map._modified if st not in deleted]),
     ):
         for state in states:
-            saves, deletes, links, shape = table.get(state.class_) or interest_in(table, state)
+            saves, deletes, links, shape = table.get(state.mapper) or interest_in(table, state)
             wanted = saves or deletes  # a saved object deleted later in the transaction
             if not (wanted or links):
                 continue
@@ -124,12 +136,14 @@ def after_flush(session: Session, flush_context: Any) -> None:
                     frame.saved(state, instance, True, {})
                 else:
                     changed = changes(state, shape)
+                    if written and state in written:
+                        changed.update(written[state])
                     if changed:
                         frame.saved(state, instance, False, changed)
             if links:
-                _record_links(frame, state, instance, shape)
+                _record_links(frame, flush_context, state, instance, shape)
     for state, instance in list(deleted.items()) if deleted else ():
-        saves, deletes, _, _ = table.get(state.class_) or interest_in(table, state)
+        saves, deletes, _, _ = table.get(state.mapper) or interest_in(table, state)
         if saves or deletes:
             if frame is None:
                 frame = Frame()
@@ -139,9 +153,11 @@ def after_flush(session: Session, flush_context: Any) -> None:
     record(session, frame)
 
 
-def _record_links(frame: Frame, state: InstanceState[Any], instance: Any, shape: Shape) -> None:
+def _record_links(
+    frame: Frame, flush_context: Any, state: InstanceState[Any], instance: Any, shape: Shape
+) -> None:
     for attribute, model in shape.many_to_many:
-        added, removed, emptied = m2m_history(state, attribute)
+        added, removed, emptied = m2m_written(flush_context, state, attribute)
         if not (added or removed):
             continue
         linked = frame.linked(state, instance, attribute, model)
@@ -153,4 +169,26 @@ def _record_links(frame: Frame, state: InstanceState[Any], instance: Any, shape:
             linked.cleared = True
 
 
-handle(before_flush=before_flush, after_flush=after_flush)
+_WRITTEN = "asignals.sqlalchemy.written"
+"""``session.info[_WRITTEN]``: in a flush, the changes of each object that set columns to
+SQL expressions (`before_update` notes them; `after_flush` takes them)."""
+
+
+def before_update(mapper: Mapper[Any], connection: Any, instance: Any) -> None:
+    """Note the columns set to SQL expressions (``sa.false()``, ``Order.stock - 1``): the
+    flush runs them, then expires them and forgets their old values before `after_flush`.
+    Their new values are loaded before delivery (`_delivery`)."""
+    state: InstanceState[Any] = instance_state(instance)
+    session = state.session
+    if session is None or not state.committed_state:
+        return
+    current = state.dict
+    found: Changes | None = None
+    for key, old in state.committed_state.items():
+        if isinstance(current.get(key), ClauseElement) and key in shape_of(state).columns:
+            if found is None:
+                found = session.info.setdefault(_WRITTEN, {}).setdefault(state, {})
+            found[key] = (None if old is NO_VALUE else old, UNREAD)
+
+
+handle(before_flush=before_flush, after_flush=after_flush, before_update=before_update)

@@ -88,18 +88,24 @@ def merge_changes(into: Changes, later: Changes) -> None:
     for name, (old, new) in later.items():
         if name in into:
             old = into[name][0]
-        if _same(old, new):
+        if same(old, new):
             into.pop(name, None)
         else:
             into[name] = (old, new)
 
 
-def _same(old: Any, new: Any) -> bool:
+def same(old: Any, new: Any) -> bool:
+    """Whether an attribute's value is unchanged; never raises.
+
+    An attribute may hold anything: a type whose ``==`` raises, or returns something
+    without a truth value (a SQL expression assigned to be run by the flush, such as
+    ``sa.false()`` or ``Order.quantity + 1``): those count as changed.
+    """
     if old is new:
         return True
     try:
         return bool(old == new)
-    except Exception:  # a type whose == raises or returns something without truth
+    except Exception:
         return False
 
 

@@ -15,12 +15,22 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Mapper, Session, sessionmaker
 
 FLUSH_EVENTS = frozenset({"before_flush"})  # where pre_save, pre_delete, pre_* m2m are sent
 COMMIT_EVENTS = frozenset(  # where post_save, post_delete, post_* m2m are recorded and sent
-    {"after_flush", "before_commit", "after_commit", "after_transaction_end"}
+    {
+        "after_flush",
+        "after_flush_postexec",
+        "before_commit",
+        "after_commit",
+        "after_transaction_end",
+        "before_update",
+    }
 )
+MAPPER_EVENTS = frozenset({"before_update"})
+"""Of these, the events of every mapper (listened on `Mapper` while some session is
+tracked), not of sessions."""
 
 _Target = Any
 """What `track` accepts: a Session class, a sessionmaker, an async_sessionmaker, an
@@ -39,7 +49,7 @@ receiver (or a capture). Until then tracked sessions are not listened to at all,
 commit costs exactly what it costs untracked; with receivers of post_save only, the flush
 is not listened to either (SQLAlchemy re-reads the dirty objects after a before_flush
 listener)."""
-_listened: set[tuple[type[Session], str]] = set()
+_listened: set[tuple[type[Session] | type[Mapper[Any]], str]] = set()
 
 
 def track(target: _Target = None) -> None:
@@ -157,7 +167,11 @@ def _relisten() -> None:
     (SQLAlchemy would call a listener of a class and of its subclass twice)."""
     classes = {listened for _, listened, _ in _tracked.values()}
     roots = {c for c in classes if not any(c is not d and issubclass(c, d) for d in classes)}
-    wanted = {(cls, name) for cls in roots for name in _listening}
+    wanted: set[tuple[type[Session] | type[Mapper[Any]], str]] = {
+        (cls, name) for cls in roots for name in _listening - MAPPER_EVENTS
+    }
+    if roots:
+        wanted.update((Mapper, name) for name in _listening & MAPPER_EVENTS)
     for cls, name in _listened - wanted:
         event.remove(cls, name, _handlers[name])
     for cls, name in wanted - _listened:
