@@ -20,7 +20,7 @@ from sqlalchemy.orm.state import InstanceState
 
 from ._changes import UNREAD, shape_of
 from ._compat import await_, in_greenlet
-from ._frames import Frame, Saved
+from ._frames import Bulk, Frame, Saved
 from ._interest import interest, interest_in
 from ._seams import (
     Prepared,
@@ -263,6 +263,9 @@ def _sends_of(frame: Frame) -> list[Send]:
     sends: list[Send] = []
     table = interest()
     for found in frame.deliverable():
+        if isinstance(found, Bulk):
+            sends.append((found.signal, found.sender, found.payload))
+            continue
         instance = found.instance
         cls = type(instance)
         state: InstanceState[Any] = instance_state(instance)

@@ -80,7 +80,23 @@ class Linked:
         return not (self.added or self.removed)
 
 
-Record = Saved | Linked
+class Bulk:
+    """A bulk statement that affected rows: its signal, sender and payload, ready to send."""
+
+    __slots__ = ("payload", "sender", "signal")
+
+    empty = False
+
+    def __init__(self, signal: Any, sender: type, payload: dict[str, Any]) -> None:
+        self.signal = signal
+        self.sender = sender
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return f"<Bulk {self.signal!r} {self.sender.__name__}>"
+
+
+Record = Saved | Linked | Bulk
 
 
 def merge_changes(into: Changes, later: Changes) -> None:
@@ -148,10 +164,16 @@ class Frame:
             found = self.records[(key, attribute)] = Linked(instance, attribute, model)
         return found
 
+    def bulk(self, record: Bulk) -> None:
+        """Record a bulk statement (each is its own record, in order)."""
+        self.records[record] = record
+
     def merge(self, child: Frame) -> None:
         """Take in a released savepoint's records, as if they had happened here."""
         for key, record in child.records.items():
-            if isinstance(record, Linked):
+            if isinstance(record, Bulk):
+                self.records[key] = record
+            elif isinstance(record, Linked):
                 mine = self.linked(key[0], record.instance, record.attribute, record.model)
                 for pk in record.removed:
                     mine.remove(pk)

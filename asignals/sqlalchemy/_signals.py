@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from ._seams import SeamSignal
 from ._senders import lazy
-from ._tracking import COMMIT_EVENTS, FLUSH_EVENTS, listen
+from ._tracking import BULK_EVENTS, COMMIT_EVENTS, FLUSH_EVENTS, listen
 
 _R = TypeVar("_R", bound=Callable[..., Any])
 
@@ -107,4 +107,23 @@ m2m_changed = _ModelSignal(
     doc="A many-to-many collection changed; payload instance, action ('pre_add', "
     "'pre_remove', 'pre_clear' in the flush; 'post_add', 'post_remove', 'post_clear' after "
     "the commit), attribute, model, pk_set.",
+)
+
+post_bulk_insert = _ModelSignal(
+    "post_bulk_insert",
+    events=BULK_EVENTS,
+    doc="After the outermost commit, once per ORM-enabled INSERT statement run through a "
+    "tracked session; payload pks, values, statement.",
+)
+post_bulk_update = _ModelSignal(
+    "post_bulk_update",
+    events=BULK_EVENTS,
+    doc="After the outermost commit, once per ORM-enabled UPDATE statement that affected "
+    "rows; payload pks, values, statement.",
+)
+post_bulk_delete = _ModelSignal(
+    "post_bulk_delete",
+    events=BULK_EVENTS,
+    doc="After the outermost commit, once per ORM-enabled DELETE statement that affected "
+    "rows; payload pks, values (None), statement.",
 )

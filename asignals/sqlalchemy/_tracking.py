@@ -28,6 +28,7 @@ COMMIT_EVENTS = frozenset(  # where post_save, post_delete, post_* m2m are recor
         "before_update",
     }
 )
+BULK_EVENTS = COMMIT_EVENTS | {"do_orm_execute"}  # post_bulk_*: recorded, then sent
 MAPPER_EVENTS = frozenset({"before_update"})
 """Of these, the events of every mapper (listened on `Mapper` while some session is
 tracked), not of sessions."""
