@@ -179,13 +179,19 @@ def before_update(mapper: Mapper[Any], connection: Any, instance: Any) -> None:
     flush runs them, then expires them and forgets their old values before `after_flush`.
     Their new values are loaded before delivery (`_delivery`)."""
     state: InstanceState[Any] = instance_state(instance)
-    session = state.session
-    if session is None or not state.committed_state:
+    committed = state.committed_state
+    if not committed:
         return
+    table = interest()
+    if not (table.get(state.mapper) or interest_in(table, state))[0]:
+        return  # no post_save receiver for the class: nothing to note
     current = state.dict
     found: Changes | None = None
-    for key, old in state.committed_state.items():
+    for key, old in committed.items():
         if isinstance(current.get(key), ClauseElement) and key in shape_of(state).columns:
+            session = state.session
+            if session is None:  # pragma: no cover - a flush's objects are in its session
+                return
             if found is None:
                 found = session.info.setdefault(_WRITTEN, {}).setdefault(state, {})
             found[key] = (None if old is NO_VALUE else old, UNREAD)
