@@ -230,3 +230,32 @@ async def test_async_session(urls: tuple[str, str], engine: Engine, sent: list[S
         ("post_bulk_update", "Order", frozenset({2}), {"item": "c"}),
         ("post_bulk_delete", "Order", frozenset({1}), None),
     ]
+
+
+def test_one_parameter_set_and_a_returning_of_your_own(
+    maker: sessionmaker[Session], sent: list[Sent]
+) -> None:
+    ids = add_orders(maker, "pizza")
+    with maker() as session:
+        session.execute(update(Order), {"id": ids[0], "quantity": 7})
+        returned = session.execute(insert(Order).values(item="soup").returning(Order.item))
+        assert returned.all() == [("soup",)]
+        session.commit()
+    assert [s[:4] for s in sent] == [
+        ("post_bulk_update", "Order", frozenset(ids), {"id": ids[0], "quantity": 7}),
+        ("post_bulk_insert", "Order", None, {"item": "soup"}),
+    ]
+
+
+def test_a_session_with_binds_per_class_sends_without_keys(
+    engine: Engine, sent: list[Sent]
+) -> None:
+    add_orders(sessionmaker(engine), "pizza")
+    track(Session)
+    try:
+        with Session(binds={Order: engine}) as session:
+            assert rowcount(session.execute(update(Order).values(quantity=2))) == 1
+            session.commit()
+    finally:
+        untrack(Session)
+    assert [s[:4] for s in sent] == [("post_bulk_update", "Order", None, {"quantity": 2})]

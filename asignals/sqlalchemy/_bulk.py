@@ -36,12 +36,12 @@ def do_orm_execute(state: ORMExecuteState) -> Any:
         result = state.invoke_statement()
         pks = _inserted_keys(state, result, mapper)
     else:
-        many = isinstance(state.parameters, list)
-        if not many and _can_fetch(state, mapper):
+        by_key = state.parameters is not None  # an UPDATE by primary key, a row per set
+        if not by_key and _can_fetch(state, mapper):
             state.update_execution_options(synchronize_session="fetch")
         result = state.invoke_statement()
-        if many:  # an UPDATE by primary key, one parameter set per row
-            pks = _keys_given(state.parameters, mapper)
+        if by_key:
+            pks = _keys_given(_rows(state.parameters), mapper)
         else:
             matched = getattr(result, "returned_defaults_rows", None)
             pks = _keys(matched) if isinstance(result, CursorResult) and matched else None
@@ -62,11 +62,21 @@ def do_orm_execute(state: ORMExecuteState) -> Any:
 
 def _can_fetch(state: ORMExecuteState, mapper: Any) -> bool:
     """SQLAlchemy may fetch the matched rows' keys with RETURNING: the statement is left
-    to ``synchronize_session="auto"`` and the dialect has RETURNING for it."""
+    to ``synchronize_session="auto"`` and the dialect has RETURNING for it.
+
+    The dialect is the session's bind's: asking ``get_bind()`` would be one more call
+    the application may observe (a session with binds per mapper: no keys, ``None``)."""
     if state.execution_options.get("synchronize_session", "auto") != "auto":
         return False
-    dialect = state.session.get_bind(mapper=mapper).dialect
+    dialect = getattr(state.session.bind, "dialect", None)
+    if dialect is None:
+        return False
     return bool(dialect.update_returning if state.is_update else dialect.delete_returning)
+
+
+def _rows(parameters: Any) -> list[Any]:
+    """Parameter sets as a list (one set may be given alone)."""
+    return parameters if isinstance(parameters, list) else [parameters]
 
 
 def _keys(rows: Any) -> frozenset[Any]:
@@ -86,10 +96,11 @@ def _keys_given(parameters: Any, mapper: Any) -> frozenset[Any] | None:
 
 
 def _inserted_keys(state: ORMExecuteState, result: Any, mapper: Any) -> frozenset[Any] | None:
-    if isinstance(state.parameters, list):
-        return _keys_given(state.parameters, mapper)
+    if state.parameters is not None:
+        return _keys_given(_rows(state.parameters), mapper)
     statement: Any = state.statement
-    if isinstance(result, CursorResult) and not statement._multi_values:
+    own_rows = statement._returning or statement._multi_values  # no single key to read
+    if isinstance(result, CursorResult) and not own_rows:
         rows: Any = result.inserted_primary_key_rows  # one row: the cursor's lastrowid
         if rows and all(value is not None for row in rows for value in row):
             return _keys(rows)
@@ -101,6 +112,9 @@ def _values(state: ORMExecuteState) -> Any:
     parameters = state.parameters
     if isinstance(parameters, list):
         return [dict(one) for one in parameters]
+    if parameters is not None:  # one parameter set, given alone
+        one: Any = parameters
+        return dict(one)
     statement: Any = state.statement
     if getattr(statement, "_multi_values", None):
         return [_named(row) for rows in statement._multi_values for row in rows]
