@@ -85,24 +85,43 @@ def _before_commit(session: Session) -> None:
     _load_expired(session)
 
 
+_EXPIRED = "asignals.sqlalchemy.expired"
+"""``session.info[_EXPIRED]``: the recorded objects the last flush left with expired
+attributes (`note_expired`), taken by its ``after_flush_postexec``."""
+
+
+def note_expired(session: Session, states: list[InstanceState[Any]]) -> None:
+    """The flush that is ending left *states* (recorded for delivery) with expired
+    attributes: what the database computed, or columns set to SQL expressions."""
+    session.info[_EXPIRED] = states
+
+
 def _after_flush_postexec(session: Session, flush_context: Any) -> None:
     """The commit's last flush expired what the database computed (``onupdate=``, server
-    defaults, SQL expressions): load it now, in the same transaction, for the receivers."""
-    if session.info.get(_COMMITTING):
-        _load_expired(session)
+    defaults, SQL expressions): load it now, in the same transaction, for the receivers.
+    (What an earlier flush expired is loaded at ``before_commit``.)"""
+    states = session.info.pop(_EXPIRED, None)
+    if states and session.info.get(_COMMITTING):
+        _load_expired(session, states)
 
 
-def _load_expired(session: Session) -> None:
-    """Load the expired columns of each object the commit will deliver (one SELECT each,
-    for objects of classes with receivers only), and fill in the new values of changes
-    the flush wrote from SQL expressions. After the commit no SQL is allowed, and the
-    receivers must be able to read every column attribute."""
+def _load_expired(session: Session, only: list[InstanceState[Any]] | None = None) -> None:
+    """Load the expired columns of each object the commit will deliver (or of *only*
+    those), one SELECT each, for objects of classes with receivers only, and fill in the
+    new values of changes the flush wrote from SQL expressions. After the commit no SQL
+    is allowed, and the receivers must be able to read every column attribute."""
     frames = _frames_of(session)
     root = session.get_transaction()
     frame = frames.get(root) if frames and root is not None else None
     if frame is None:
         return
-    for key, saved in list(frame.records.items()):
+    records = frame.records
+    found = (
+        list(records.items())
+        if only is None
+        else [(state, records[state]) for state in only if state in records]
+    )
+    for key, saved in found:
         if not isinstance(saved, Saved) or saved.deleted:
             continue
         state: InstanceState[Any] = key

@@ -28,7 +28,7 @@ from ._changes import (
     shape_of,
 )
 from ._compat import await_, in_greenlet
-from ._delivery import record
+from ._delivery import note_expired, record
 from ._frames import Changes, Frame
 from ._interest import interest, interest_in
 from ._signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
@@ -114,6 +114,7 @@ def after_flush(session: Session, flush_context: Any) -> None:
     table = interest()
     frame: Frame | None = None  # what this flush wrote; only made for a class of interest
     written: dict[InstanceState[Any], Changes] | None = session.info.pop(_WRITTEN, None)
+    expired: list[InstanceState[Any]] = []  # recorded, with attributes the flush expired
     # SQLAlchemy's own bookkeeping rather than session.new / .dirty / .deleted, which build
     # an IdentitySet of the objects on every call (a quarter of a microsecond per object).
     deleted = session._deleted
@@ -132,6 +133,8 @@ def after_flush(session: Session, flush_context: Any) -> None:
             if frame is None:
                 frame = Frame()
             if wanted:
+                if state.expired_attributes:
+                    expired.append(state)
                 if created:
                     frame.saved(state, instance, True, {})
                 else:
@@ -151,6 +154,8 @@ def after_flush(session: Session, flush_context: Any) -> None:
     if frame is None or not frame.records:
         return  # nothing of interest was written: no bookkeeping at all for this commit
     record(session, frame)
+    if expired:
+        note_expired(session, expired)
 
 
 def _record_links(
