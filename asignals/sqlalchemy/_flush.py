@@ -179,26 +179,24 @@ _WRITTEN = "asignals.sqlalchemy.written"
 SQL expressions (`before_update` notes them; `after_flush` takes them)."""
 
 
-def before_update(mapper: Mapper[Any], connection: Any, instance: Any) -> None:
+def before_update(mapper: Mapper[Any], connection: Any, state: InstanceState[Any]) -> None:
     """Note the columns set to SQL expressions (``sa.false()``, ``Order.stock - 1``): the
     flush runs them, then expires them and forgets their old values before `after_flush`.
-    Their new values are loaded before delivery (`_delivery`)."""
-    state: InstanceState[Any] = instance_state(instance)
-    committed = state.committed_state
-    if not committed:
-        return
-    table = interest()
-    if not (table.get(state.mapper) or interest_in(table, state))[0]:
-        return  # no post_save receiver for the class: nothing to note
-    current = state.dict
+    Their new values are loaded before delivery (`_delivery`). Listened to with
+    ``raw=True`` (the state, not the instance), on every mapper: the common case, no SQL
+    expression among the values, costs one look at each changed attribute."""
     found: Changes | None = None
-    for key, old in committed.items():
-        if isinstance(current.get(key), ClauseElement) and key in shape_of(state).columns:
+    current = state.dict
+    for key, old in state.committed_state.items():
+        if not isinstance(current.get(key), ClauseElement):
+            continue
+        if found is None:
+            table = interest()
             session = state.session
-            if session is None:  # pragma: no cover - a flush's objects are in its session
-                return
-            if found is None:
-                found = session.info.setdefault(_WRITTEN, {}).setdefault(state, {})
+            if session is None or not (table.get(state.mapper) or interest_in(table, state))[0]:
+                return  # no post_save receiver for the class: nothing to note
+            found = session.info.setdefault(_WRITTEN, {}).setdefault(state, {})
+        if key in shape_of(state).columns:
             found[key] = (None if old is NO_VALUE else old, UNREAD)
 
 

@@ -176,6 +176,7 @@ def _relisten() -> None:
     for cls, name in _listened - wanted:
         event.remove(cls, name, _handlers[name])
     for cls, name in wanted - _listened:
-        event.listen(cls, name, _handlers[name])
+        # Mapper events take the InstanceState (raw=True): no wrapper per object.
+        event.listen(cls, name, _handlers[name], raw=name in MAPPER_EVENTS)
     _listened.clear()
     _listened.update(wanted)
