@@ -191,13 +191,22 @@ def before_update(mapper: Mapper[Any], connection: Any, state: InstanceState[Any
         if not isinstance(current.get(key), ClauseElement):
             continue
         if found is None:
-            table = interest()
-            session = state.session
-            if session is None or not (table.get(state.mapper) or interest_in(table, state))[0]:
+            found = _written_of(state)
+            if found is None:
                 return  # no post_save receiver for the class: nothing to note
-            found = session.info.setdefault(_WRITTEN, {}).setdefault(state, {})
         if key in shape_of(state).columns:
             found[key] = (None if old is NO_VALUE else old, UNREAD)
+
+
+def _written_of(state: InstanceState[Any]) -> Changes | None:
+    """Where the flush notes *state*'s SQL-expression columns (None: its class has no
+    post_save receiver)."""
+    table = interest()
+    session = state.session
+    if session is None or not (table.get(state.mapper) or interest_in(table, state))[0]:
+        return None
+    written: Changes = session.info.setdefault(_WRITTEN, {}).setdefault(state, {})
+    return written
 
 
 handle(before_flush=before_flush, after_flush=after_flush, before_update=before_update)
