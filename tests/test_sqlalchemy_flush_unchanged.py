@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session, registry, relationship
 from sqlalchemy.orm.exc import FlushError
 
-from asignals.sqlalchemy import track, untrack
+from asignals.sqlalchemy import post_save, track, untrack
 
 metadata = MetaData()
 boxes = Table(
@@ -217,3 +217,25 @@ async def test_a_sql_expression_flushes_in_an_async_session(tmp_path: Path) -> N
         mapping.dispose()
         await engine.dispose()
     assert [e[0] for e in events] == ["pre_save", "post_save", "pre_save", "post_save"]
+
+
+def test_a_sql_expression_reaches_a_receiver_of_that_class_only(engine: Engine) -> None:
+    """Only the classes post_save has receivers for are watched for SQL expressions."""
+    mapping = map_boxes()
+    seen: list[Any] = []
+
+    def saved(instance: Box, changes: Any, **kwargs: Any) -> None:
+        seen.append(changes)
+
+    post_save.connect(saved, sender=Box)
+    try:
+        with Session(engine, expire_on_commit=False) as session:  # "old" stays loaded
+            box = Box(label="old")
+            session.add(box)
+            session.commit()
+            box.label = sa.func.upper("new")
+            session.commit()
+    finally:
+        post_save.disconnect(saved, sender=Box)
+        mapping.dispose()
+    assert seen == [{}, {"label": ("old", "NEW")}]

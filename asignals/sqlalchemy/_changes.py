@@ -16,7 +16,7 @@ from sqlalchemy.orm.base import NO_VALUE, PassiveFlag
 from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.orm.state import InstanceState
 
-from ._frames import Changes, same
+from ._frames import Changes
 
 
 class Shape:
@@ -61,8 +61,14 @@ def changes(state: InstanceState[Any], shape: Shape) -> Changes:
             new = current.get(key, UNREAD)
             if old is NO_VALUE:
                 old = None  # not loaded before it was set: unknown, reported as None
-            elif same(old, new):
+            elif old is new:
                 continue
+            else:
+                try:  # `same()`, inline: this runs for every changed attribute
+                    if old == new:
+                        continue
+                except Exception:  # a SQL expression (sa.false()), or an odd type's ==
+                    pass
             found[key] = (old, new)
     return found
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
@@ -179,11 +179,14 @@ _WRITTEN = "asignals.sqlalchemy.written"
 SQL expressions (`before_update` notes them; `after_flush` takes them)."""
 
 
-def before_update(mapper: Mapper[Any], connection: Any, state: InstanceState[Any]) -> None:
+def before_update(mapper: Any, connection: Any, state: InstanceState[Any]) -> None:
     """Note the columns set to SQL expressions (``sa.false()``, ``Order.stock - 1``): the
     flush runs them, then expires them and forgets their old values before `after_flush`.
-    Their new values are loaded before delivery (`_delivery`). Listened to with
-    ``raw=True`` (the state, not the instance), on every mapper: the common case, no SQL
+    Their new values are loaded before delivery (`_delivery`).
+
+    Listened to (``raw=True``: the state) on the mappers of the classes ``post_save`` has
+    receivers for (every mapper for a receiver of every sender, or a capture), from the
+    first such connection on (`_tracking.watch_updates`). The common case, no SQL
     expression among the values, costs one look at each changed attribute."""
     found: Changes | None = None
     current = state.dict
@@ -191,19 +194,21 @@ def before_update(mapper: Mapper[Any], connection: Any, state: InstanceState[Any
         if not isinstance(current.get(key), ClauseElement):
             continue
         if found is None:
-            found = _written_of(state)
+            session = state.session
+            if session is None or post_save._idle():
+                return
+            found = _written_of(session, state)
             if found is None:
                 return  # no post_save receiver for the class: nothing to note
         if key in shape_of(state).columns:
             found[key] = (None if old is NO_VALUE else old, UNREAD)
 
 
-def _written_of(state: InstanceState[Any]) -> Changes | None:
+def _written_of(session: Session, state: InstanceState[Any]) -> Changes | None:
     """Where the flush notes *state*'s SQL-expression columns (None: its class has no
     post_save receiver)."""
     table = interest()
-    session = state.session
-    if session is None or not (table.get(state.mapper) or interest_in(table, state))[0]:
+    if not (table.get(state.mapper) or interest_in(table, state))[0]:
         return None
     written: Changes = session.info.setdefault(_WRITTEN, {}).setdefault(state, {})
     return written

@@ -95,6 +95,7 @@ class _LazySenders:
             receiver = ref()
             if receiver is not None:
                 AsyncSignal.connect(signal, receiver, class_, **options)
+                signal._connected(class_)
 
     def _on_configured(self) -> None:
         with self._lock:

@@ -10,9 +10,11 @@ some session signal has a receiver (or a capture).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper, Session, sessionmaker
@@ -25,13 +27,9 @@ COMMIT_EVENTS = frozenset(  # where post_save, post_delete, post_* m2m are recor
         "before_commit",
         "after_commit",
         "after_transaction_end",
-        "before_update",
     }
 )
 BULK_EVENTS = COMMIT_EVENTS | {"do_orm_execute"}  # post_bulk_*: recorded, then sent
-MAPPER_EVENTS = frozenset({"before_update"})
-"""Of these, the events of every mapper (listened on `Mapper` while some session is
-tracked), not of sessions."""
 
 _Target = Any
 """What `track` accepts: a Session class, a sessionmaker, an async_sessionmaker, an
@@ -50,7 +48,7 @@ receiver (or a capture). Until then tracked sessions are not listened to at all,
 commit costs exactly what it costs untracked; with receivers of post_save only, the flush
 is not listened to either (SQLAlchemy re-reads the dirty objects after a before_flush
 listener)."""
-_listened: set[tuple[type[Session] | type[Mapper[Any]], str]] = set()
+_listened: set[tuple[type[Session], str]] = set()
 
 
 def track(target: _Target = None) -> None:
@@ -168,15 +166,33 @@ def _relisten() -> None:
     (SQLAlchemy would call a listener of a class and of its subclass twice)."""
     classes = {listened for _, listened, _ in _tracked.values()}
     roots = {c for c in classes if not any(c is not d and issubclass(c, d) for d in classes)}
-    wanted: set[tuple[type[Session] | type[Mapper[Any]], str]] = {
-        (cls, name) for cls in roots for name in _listening - MAPPER_EVENTS
-    }
-    if roots:
-        wanted.update((Mapper, name) for name in _listening & MAPPER_EVENTS)
+    wanted = {(cls, name) for cls in roots for name in _listening}
     for cls, name in _listened - wanted:
         event.remove(cls, name, _handlers[name])
     for cls, name in wanted - _listened:
-        # Mapper events take the InstanceState (raw=True): no wrapper per object.
-        event.listen(cls, name, _handlers[name], raw=name in MAPPER_EVENTS)
+        event.listen(cls, name, _handlers[name])
     _listened.clear()
     _listened.update(wanted)
+
+
+_watched: weakref.WeakSet[Mapper[Any]] = weakref.WeakSet()
+_watching_all = False
+
+
+def watch_updates(cls: Any) -> None:
+    """Listen to ``before_update`` (the handler named so) on *cls*'s mapper, or on every
+    mapper for ``None``, from now on: once per mapper, never for a class ``post_save`` has
+    no receiver for, so that its objects' updates cost nothing more."""
+    global _watching_all
+    handler = _handlers["before_update"]
+    with _lock:
+        if _watching_all:
+            return
+        if cls is None:
+            event.listen(Mapper, "before_update", handler, raw=True)
+            _watching_all = True
+            return
+        mapper = sqlalchemy.inspect(cls, raiseerr=False)
+        if isinstance(mapper, Mapper) and mapper not in _watched:
+            event.listen(mapper, "before_update", handler, raw=True)
+            _watched.add(mapper)
