@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 SYNC := $(UV) sync --locked --no-progress --extra dev --extra bench
 
 .PHONY: help install lock wrk valgrind lint typecheck pytest pytest-newest redis-server \
-	postgres docs-build bench-smoke test test-pythons test-latest test-lowest bench \
+	postgres pytest-sqlalchemy20 test-sqlalchemy-suite docs-build bench-smoke test test-pythons test-latest test-lowest bench \
 	bench-docs docs demo clean
 
 # Other Pythons (3.12+) found under pyenv or on PATH, each checked to run: fast paths differ
@@ -37,6 +37,7 @@ help:
 	@echo "make test-pythons  the tests on every other Python 3.12+ found (pyenv or PATH)"
 	@echo "make test-latest the checks and tests with the newest releases of every dependency,"
 	@echo "                 then the tests with the lowest versions pyproject.toml allows"
+	@echo "make test-sqlalchemy-suite  SQLAlchemy's own ORM tests, plain and with tracking"
 	@echo "make lock        resolve again after a dependency change (UPGRADE=1: newest of all)"
 	@echo "make bench       run the benchmark suite (asignals against its peers, 10-15 min;"
 	@echo "                 dispatch and instructions also on every other Python 3.12+ found)"
@@ -117,6 +118,28 @@ pytest-newest: .venv-$(NEWEST)/.installed-stamp redis-server postgres
 	.venv-$(NEWEST)/bin/pytest -q -p no:cacheprovider
 endif
 
+# SQLAlchemy 2.0 as well as the locked 2.1: the asignals.sqlalchemy tests again with the
+# newest 2.0 release, in a virtualenv of their own where everything else is as locked.
+SQLALCHEMY_20 := 2.0.59
+.venv-sqlalchemy20/.installed-stamp: pyproject.toml uv.lock | $(UV)
+	$(UV) venv --quiet --clear --python "$(PYTHON_EXE)" .venv-sqlalchemy20
+	$(UV) export --quiet --locked --no-hashes --no-emit-project --extra dev \
+	  --no-emit-package sqlalchemy -o .venv-sqlalchemy20/locked.txt
+	$(UV) pip install --quiet --python .venv-sqlalchemy20/bin/python \
+	  -r .venv-sqlalchemy20/locked.txt "sqlalchemy[asyncio]==$(SQLALCHEMY_20)" -e .
+	touch $@
+
+pytest-sqlalchemy20: .venv-sqlalchemy20/.installed-stamp postgres
+	@echo "== the SQLAlchemy tests on SQLAlchemy $(SQLALCHEMY_20)"
+	.venv-sqlalchemy20/bin/pytest -q -p no:cacheprovider tests/test_sqlalchemy_*.py
+
+# Not part of `make test` (two runs of some 12,000 tests): SQLAlchemy's own test/orm and
+# test/ext/asyncio, from the sdist of the installed release, plainly and with track() and a
+# receiver on every model signal; fails if a test fails only with tracking (the tests set
+# aside, and why, are listed in tests/sqlalchemy_suite/run.py). SUITE_ARGS go to pytest.
+test-sqlalchemy-suite: $(STAMP)
+	$(BIN)/python tests/sqlalchemy_suite/run.py --workdir .sqlalchemy-suite $(SUITE_ARGS)
+
 docs-build: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
@@ -126,7 +149,7 @@ bench-smoke: $(STAMP) wrk redis-server $(if $(NEWEST),.venv-$(NEWEST)/.installed
 	$(BIN)/python -m benchmarks --quick --no-progress \
 	  $(if $(NEWEST),--also-python .venv-$(NEWEST)/bin/python)
 
-test: lint typecheck pytest pytest-newest docs-build bench-smoke
+test: lint typecheck pytest pytest-newest pytest-sqlalchemy20 docs-build bench-smoke
 
 # The suite on each other supported Python this machine has, in a virtualenv of its own.
 test-pythons: $(foreach v,$(OTHER_VERSIONS),.venv-$(v)/.installed-stamp) redis-server postgres
@@ -184,5 +207,5 @@ demo: $(STAMP)
 	$(BIN)/uvicorn --app-dir docs/examples demo_app:app --host 127.0.0.1 --port $(DEMO_PORT)
 
 clean:
-	rm -rf $(VENV) .venv-* .tools site bench-results demo-shop.db .coverage .mypy_cache \
+	rm -rf $(VENV) .venv-* .tools .sqlalchemy-suite site bench-results demo-shop.db .coverage .mypy_cache \
 	  .pytest_cache .ruff_cache

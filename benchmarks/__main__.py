@@ -327,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
             missing = orm.unavailable()
             if missing is None:
                 orm_rows = orm.run(settings, progress.step)
+                bulk_row = orm.run_bulk(settings, progress.step)
                 progress.close()
                 emit(orm.format_rows(orm_rows))
+                emit(orm.format_bulk(bulk_row))
             else:
                 results.skipped["orm"] = missing
                 print(f"orm section skipped: {missing}", file=sys.stderr)

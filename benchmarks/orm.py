@@ -12,6 +12,10 @@ collector paused, as ``timeit`` does):
 * ``post_save``: the tracked commit with that receiver connected to ``post_save``.
 
 The ratios are tracked / untracked and post_save / by hand, from the same run.
+
+The bulk case (`run_bulk`) times one ORM-enabled UPDATE of 1,000 rows and its commit: the
+bare statement through a plain session, against the same through a tracked session with a
+``post_bulk_update`` receiver (which gets the 1,000 primary keys, fetched with RETURNING).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ def unavailable() -> str | None:
 
 
 def work_units(settings: Settings) -> int:
-    return len(COUNTS)
+    return len(COUNTS) + 1  # and the bulk UPDATE
 
 
 def run(settings: Settings, step: Callable[[str], None]) -> list[OrmRow]:
@@ -167,6 +171,83 @@ def run(settings: Settings, step: Callable[[str], None]) -> list[OrmRow]:
         untrack(tracked)
         engine.dispose()
     return rows
+
+
+BULK_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class BulkRow:
+    rows: int
+    bare_us: float
+    signal_us: float
+
+    @property
+    def ratio(self) -> float:
+        return self.signal_us / self.bare_us
+
+
+def run_bulk(settings: Settings, step: Callable[[str], None]) -> BulkRow:
+    """One ORM-enabled UPDATE of BULK_ROWS rows and its commit: bare, and with the signal."""
+    from sqlalchemy import Integer, create_engine, insert, update
+    from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
+
+    from asignals.sqlalchemy import post_bulk_update, track, untrack
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Row(Base):
+        __tablename__ = "bench_bulk_rows"
+        id = mapped_column(Integer, primary_key=True)
+        n = mapped_column(Integer, default=0, nullable=False)
+
+    step(f"bulk UPDATE of {BULK_ROWS} rows")
+    received: list[int] = []
+
+    def on_update(sender: Any, pks: Any, **kwargs: Any) -> None:
+        received.append(len(pks))
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    plain = sessionmaker(engine)
+    tracked = sessionmaker(engine)
+    with plain() as session:
+        session.execute(insert(Row), [{"n": 0} for _ in range(BULK_ROWS)])
+        session.commit()
+    track(tracked)
+    post_bulk_update.connect(on_update, sender=Row)
+    statement = update(Row).values(n=Row.n + 1)
+
+    def updates(maker: Any) -> Callable[[int], None]:
+        def batch(k: int) -> None:
+            with maker() as session:
+                for _ in range(k):
+                    session.execute(statement)
+                    session.commit()
+            received.clear()
+
+        return batch
+
+    try:
+        repeats = 5 if settings.quick else 30
+        target_ns = (2 if settings.quick else 20) * 1e6
+        timings = _measure(
+            {"bare": updates(plain), "post_bulk_update": updates(tracked)}, target_ns, repeats
+        )
+    finally:
+        post_bulk_update.disconnect(on_update, sender=Row)
+        untrack(tracked)
+        engine.dispose()
+    return BulkRow(BULK_ROWS, timings["bare"], timings["post_bulk_update"])
+
+
+def format_bulk(row: BulkRow) -> str:
+    return (
+        f"bulk: an ORM-enabled UPDATE of {row.rows} rows and its commit: bare "
+        f"{row.bare_us:.1f} us, with a post_bulk_update receiver {row.signal_us:.1f} us "
+        f"({row.ratio:.2f}x; the primary keys fetched with RETURNING)"
+    )
 
 
 def _measure(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import anyio.lowlevel
-from sqlalchemy import Column, Engine, ForeignKey, String, Table, event
+from sqlalchemy import Column, Engine, ForeignKey, String, Table, event, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from asignals import AsyncSignal
@@ -54,6 +55,17 @@ class Order(Base):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("tags", [])
         super().__init__(**kwargs)
+
+
+class Stamped(Base):
+    """Columns the database computes: a server default, and one on every UPDATE."""
+
+    __tablename__ = "stamped"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    note: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime | None] = mapped_column(onupdate=func.now(), default=None)
+    revision: Mapped[int] = mapped_column(server_default=text("1"))
 
 
 def real_sqlite_transactions(engine: Engine) -> Engine:

@@ -113,6 +113,7 @@ def test_builtin_signals_are_distinct() -> None:
 
 def test_sqlalchemy_module_exports_the_model_signals() -> None:
     signals = {"m2m_changed", "post_delete", "post_init", "post_save", "pre_delete", "pre_init"}
+    signals |= {"post_bulk_insert", "post_bulk_update", "post_bulk_delete"}
     assert asignals.sqlalchemy.__all__ == sorted({*signals, "pre_save", "track", "untrack"})
     for name in {*signals, "pre_save"}:
         signal = getattr(asignals.sqlalchemy, name)

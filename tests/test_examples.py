@@ -73,6 +73,8 @@ def test_demo_app_sends_its_signals(
         httpx.Client(base_url=server.url, timeout=10) as client,
     ):
         created = client.post("/orders", json={"item": "Pizza Margherita", "quantity": 2})
+        dry = client.post("/orders", params={"dry_run": "true"}, json={"item": "Soup"})
+        changed = client.patch("/orders/1", json={"quantity": 3})
         refused = client.post("/orders", json={"item": "anchovies"})
         deleted = client.delete("/orders/1")
         missing = client.delete("/orders/1")
@@ -85,14 +87,25 @@ def test_demo_app_sends_its_signals(
         "order": {"id": 1, "item": "Pizza Margherita", "quantity": 2, "slug": "2-pizza-margherita"},
         "kitchen_tickets": 1,
     }
+    # The dry run's flush ran pre_save (the slug), its rollback sent nothing.
+    assert dry.status_code == 201
+    assert dry.json()["rolled_back"] is True
+    assert dry.json()["order"]["slug"] == "1-soup"
+    assert dry.json()["kitchen_tickets"] == 1
+    assert changed.status_code == 200
+    assert changed.json()["order"]["slug"] == "3-pizza-margherita"
     assert refused.status_code == 422
     assert deleted.status_code == 204
     assert missing.status_code == 404
     assert page.status_code == 200
     assert "Order a pizza" in page.text
-    assert stats == {"kitchen_notifications": 1, "cancelled": 1, "requests": 5}
+    assert stats == {"kitchen_notifications": 1, "changed": 1, "cancelled": 1, "requests": 7}
     assert demo.kitchen_tickets == ["order #1: 2 x Pizza Margherita (2-pizza-margherita)"]
     assert "kitchen: order #1: 2 x Pizza Margherita" in caplog.text
-    assert "cancelled: order #1 (2-pizza-margherita)" in caplog.text
+    assert (
+        "changed: order #1: quantity 2 -> 3, slug '2-pizza-margherita' -> '3-pizza-margherita'"
+        in caplog.text
+    )
+    assert "cancelled: order #1 (3-pizza-margherita)" in caplog.text
     assert "POST /orders -> 201 in" in caplog.text
     assert "POST /orders -> 422 in" in caplog.text

@@ -7,6 +7,9 @@
   instance are saved with it.
 * `post_save` / `post_delete` / `m2m_changed` (``post_*`` actions): after the outermost
   transaction commits, before ``commit()`` returns; never on rollback.
+* `post_bulk_insert` / `post_bulk_update` / `post_bulk_delete`: once per ORM-enabled
+  INSERT, UPDATE or DELETE statement run through the session, after the outermost commit;
+  never on rollback.
 * `pre_init` / `post_init`: inline from the constructor and on load (sync receivers only).
 
 Example:
@@ -27,10 +30,13 @@ from .._extras import missing as _missing
 
 try:
     # _flush and _delivery register their session event listeners with _tracking.
-    from . import _delivery, _flush  # noqa: F401
+    from . import _bulk, _delivery, _flush  # noqa: F401
     from ._init import post_init as post_init
     from ._init import pre_init as pre_init
     from ._signals import m2m_changed as m2m_changed
+    from ._signals import post_bulk_delete as post_bulk_delete
+    from ._signals import post_bulk_insert as post_bulk_insert
+    from ._signals import post_bulk_update as post_bulk_update
     from ._signals import post_delete as post_delete
     from ._signals import post_save as post_save
     from ._signals import pre_delete as pre_delete
@@ -40,10 +46,13 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a venv without SQLAlchemy
     if (exc.name or "").partition(".")[0] != "sqlalchemy":
         raise  # not SQLAlchemy's absence (or a version without what is imported): a bug
-    raise _missing("asignals.sqlalchemy", "SQLAlchemy 2.1 or later", "sqlalchemy", exc) from exc
+    raise _missing("asignals.sqlalchemy", "SQLAlchemy 2.0.59 or later", "sqlalchemy", exc) from exc
 
 __all__ = [
     "m2m_changed",
+    "post_bulk_delete",
+    "post_bulk_insert",
+    "post_bulk_update",
     "post_delete",
     "post_init",
     "post_save",

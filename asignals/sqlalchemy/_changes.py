@@ -56,13 +56,32 @@ def changes(state: InstanceState[Any], shape: Shape) -> Changes:
     current = state.dict
     for key, old in committed.items():
         if key in shape.columns or key in shape.many_to_one:
-            new = current.get(key)
+            # Absent after a flush: set to a SQL expression, which the flush ran and then
+            # expired; the value is loaded before delivery (`_delivery`).
+            new = current.get(key, UNREAD)
             if old is NO_VALUE:
                 old = None  # not loaded before it was set: unknown, reported as None
-            elif old is new or old == new:
+            elif old is new:
                 continue
+            else:
+                try:  # `same()`, inline: this runs for every changed attribute
+                    if old == new:
+                        continue
+                except Exception:  # a SQL expression (sa.false()), or an odd type's ==
+                    pass
             found[key] = (old, new)
     return found
+
+
+class _Unread:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unread>"
+
+
+UNREAD: Any = _Unread()
+"""The new value of a change the flush wrote from a SQL expression, until it is loaded."""
 
 
 def primary_key(instance: Any) -> Any:
@@ -82,6 +101,28 @@ def known_key(instance: Any) -> Any:
 def m2m_history(state: InstanceState[Any], attribute: str) -> tuple[list[Any], list[Any], bool]:
     """(added, removed, now empty) for a collection, as the coming or current flush sees it."""
     history = state.get_history(attribute, PassiveFlag.PASSIVE_NO_INITIALIZE)
-    added = list(history.added or ())
-    removed = list(history.deleted or ())
+    # None is no related row (a uselist=False collection set to None, or appended to a
+    # list, which SQLAlchemy's own flush then refuses with its FlushError): not sent.
+    added = [related for related in history.added or () if related is not None]
+    removed = [related for related in history.deleted or () if related is not None]
     return added, removed, not added and not history.unchanged
+
+
+def m2m_written(
+    flush_context: Any, state: InstanceState[Any], attribute: str
+) -> tuple[list[Any], list[Any], bool]:
+    """(added, removed, now empty) for a collection, as the flush that just ran wrote it.
+
+    The flush's own view (its unit of work keeps each history it used): after it, the
+    attribute's history may already read as committed (a ``uselist=False`` collection).
+    """
+    history = flush_context.get_attribute_history(
+        state, attribute, PassiveFlag.PASSIVE_NO_INITIALIZE
+    )
+    added = _objects(history.added)
+    return added, _objects(history.deleted), not added and not history.unchanged
+
+
+def _objects(states: Any) -> list[Any]:
+    """The objects of *states* (None, no related row, left out; so is one collected)."""
+    return [obj for state in states or () if state is not None and (obj := state.obj()) is not None]

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.session import SessionTransaction
 from sqlalchemy.orm.state import InstanceState
-from sqlalchemy.util.concurrency import await_, in_greenlet
 
-from ._changes import shape_of
-from ._frames import Frame, Saved
+from ._changes import UNREAD, shape_of
+from ._compat import await_, in_greenlet
+from ._frames import Bulk, Frame, Saved
 from ._interest import interest, interest_in
 from ._seams import (
     Prepared,
@@ -70,29 +70,70 @@ def record(session: Session, frame: Frame) -> None:
         earlier.merge(frame)
 
 
+_COMMITTING = "asignals.sqlalchemy.committing"
+"""``session.info[_COMMITTING]``: the outermost transaction is committing (from its
+``before_commit`` to its end), so the flush that follows is the commit's last."""
+
+
 def _before_commit(session: Session) -> None:
-    """Load what a rolled-back savepoint (or an explicit expire) expired on the objects
-    about to be delivered, while SQL is still allowed: after the commit it is not, and the
-    receivers must be able to read every column."""
-    frames = _frames_of(session)
-    if not frames or session.in_nested_transaction():
+    """The outermost transaction is about to commit: load what a rolled-back savepoint (or
+    an explicit expire) expired on the objects about to be delivered, while SQL is still
+    allowed, and mark the session so that the commit's own flush does the same."""
+    if session.in_nested_transaction():
         return
+    session.info[_COMMITTING] = True
+    _load_expired(session)
+
+
+_EXPIRED = "asignals.sqlalchemy.expired"
+"""``session.info[_EXPIRED]``: the recorded objects the last flush left with expired
+attributes (`note_expired`), taken by its ``after_flush_postexec``."""
+
+
+def note_expired(session: Session, states: list[InstanceState[Any]]) -> None:
+    """The flush that is ending left *states* (recorded for delivery) with expired
+    attributes: what the database computed, or columns set to SQL expressions."""
+    session.info[_EXPIRED] = states
+
+
+def _after_flush_postexec(session: Session, flush_context: Any) -> None:
+    """The commit's last flush expired what the database computed (``onupdate=``, server
+    defaults, SQL expressions): load it now, in the same transaction, for the receivers.
+    (What an earlier flush expired is loaded at ``before_commit``.)"""
+    states = session.info.pop(_EXPIRED, None)
+    if states and session.info.get(_COMMITTING):
+        _load_expired(session, states)
+
+
+def _load_expired(session: Session, only: list[InstanceState[Any]] | None = None) -> None:
+    """Load the expired columns of each object the commit will deliver (or of *only*
+    those), one SELECT each, for objects of classes with receivers only, and fill in the
+    new values of changes the flush wrote from SQL expressions. After the commit no SQL
+    is allowed, and the receivers must be able to read every column attribute."""
+    frames = _frames_of(session)
     root = session.get_transaction()
-    frame = frames.get(root) if root is not None else None
+    frame = frames.get(root) if frames and root is not None else None
     if frame is None:
         return
-    for key, saved in list(frame.records.items()):
+    records = frame.records
+    found = (
+        list(records.items())
+        if only is None
+        else [(state, records[state]) for state in only if state in records]
+    )
+    for key, saved in found:
         if not isinstance(saved, Saved) or saved.deleted:
             continue
         state: InstanceState[Any] = key
-        if not state.expired_attributes:
-            continue
-        expired = state.expired_attributes & shape_of(state).columns
+        expired = state.expired_attributes and state.expired_attributes & shape_of(state).columns
         if expired and state.session_id == session.hash_key:
             try:
                 getattr(saved.instance, next(iter(expired)))  # one SELECT loads them all
             except Exception as exc:  # e.g. the row was deleted meanwhile: deliver anyway
                 logger.debug("asignals.sqlalchemy: could not reload %r: %s", saved.instance, exc)
+        for name, (old, new) in saved.changes.items():
+            if new is UNREAD:
+                saved.changes[name] = (old, state.dict.get(name))
 
 
 def _after_commit(session: Session) -> None:
@@ -107,11 +148,31 @@ def _after_commit(session: Session) -> None:
         return
     root = session.get_transaction()
     frame = frames.pop(root, None) if root is not None else None
-    if frame is not None:
+    if root is not None and frame is not None:
+        _give_back_connections(root)
         deliver(frame)
 
 
+def _give_back_connections(root: SessionTransaction) -> None:
+    """Return the committed transaction's connections to their pools before the receivers
+    run, so that a receiver writing through a session of its own finds one free (with
+    ``pool_size=1``, or as many requests at once as the pool has connections).
+
+    The transaction's ``close()``, right after ``after_commit``, would close exactly these
+    (the ones it opened itself: *autoclose*; a connection the session was bound to stays
+    open) and closing them again there does nothing. The values the receivers read are
+    still loaded: expire-on-commit happens between ``after_commit`` and ``close()``.
+    """
+    # SQLAlchemy's private state (2.0 and 2.1): {bind: (connection, transaction,
+    # should_commit, autoclose)}; tests/test_sqlalchemy_pool.py fails if it changes.
+    for connection, _, _, autoclose in set(root._connections.values()):
+        if autoclose:
+            connection.close()
+
+
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_COMMITTING, None)
     frames = _frames_of(session)
     if not frames:
         return
@@ -132,6 +193,7 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
 
 handle(
     before_commit=_before_commit,
+    after_flush_postexec=_after_flush_postexec,
     after_commit=_after_commit,
     after_transaction_end=_after_transaction_end,
 )
@@ -225,9 +287,13 @@ def _sends_of(frame: Frame) -> list[Send]:
     sends: list[Send] = []
     table = interest()
     for found in frame.deliverable():
+        if isinstance(found, Bulk):
+            sends.append((found.signal, found.sender, found.payload))
+            continue
         instance = found.instance
         cls = type(instance)
-        saves, deletes, links, _ = table.get(cls) or interest_in(table, instance_state(instance))
+        state: InstanceState[Any] = instance_state(instance)
+        saves, deletes, links, _ = table.get(state.mapper) or interest_in(table, state)
         if isinstance(found, Saved):
             if found.deleted:
                 if deletes:

@@ -12,13 +12,24 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
-from sqlalchemy.util.concurrency import await_, in_greenlet
+from sqlalchemy.sql.elements import ClauseElement
 
 from .. import AsyncSignal
-from ._changes import Shape, changes, known_key, m2m_history, primary_key, shape_of
-from ._delivery import record
-from ._frames import Frame
+from ._changes import (
+    UNREAD,
+    Shape,
+    changes,
+    known_key,
+    m2m_history,
+    m2m_written,
+    primary_key,
+    shape_of,
+)
+from ._compat import await_, in_greenlet
+from ._delivery import note_expired, record
+from ._frames import Changes, Frame
 from ._interest import interest, interest_in
 from ._signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 from ._tracking import handle
@@ -102,6 +113,8 @@ def after_flush(session: Session, flush_context: Any) -> None:
         return
     table = interest()
     frame: Frame | None = None  # what this flush wrote; only made for a class of interest
+    written: dict[InstanceState[Any], Changes] | None = session.info.pop(_WRITTEN, None)
+    expired: list[InstanceState[Any]] = []  # recorded, with attributes the flush expired
     # SQLAlchemy's own bookkeeping rather than session.new / .dirty / .deleted, which build
     # an IdentitySet of the objects on every call (a quarter of a microsecond per object).
     deleted = session._deleted
@@ -110,7 +123,7 @@ def after_flush(session: Session, flush_context: Any) -> None:
         (False, [st for st in session.identity_map._modified if st not in deleted]),
     ):
         for state in states:
-            saves, deletes, links, shape = table.get(state.class_) or interest_in(table, state)
+            saves, deletes, links, shape = table.get(state.mapper) or interest_in(table, state)
             wanted = saves or deletes  # a saved object deleted later in the transaction
             if not (wanted or links):
                 continue
@@ -120,16 +133,20 @@ def after_flush(session: Session, flush_context: Any) -> None:
             if frame is None:
                 frame = Frame()
             if wanted:
+                if state.expired_attributes:
+                    expired.append(state)
                 if created:
                     frame.saved(state, instance, True, {})
                 else:
                     changed = changes(state, shape)
+                    if written and state in written:
+                        changed.update(written[state])
                     if changed:
                         frame.saved(state, instance, False, changed)
             if links:
-                _record_links(frame, state, instance, shape)
+                _record_links(frame, flush_context, state, instance, shape)
     for state, instance in list(deleted.items()) if deleted else ():
-        saves, deletes, _, _ = table.get(state.class_) or interest_in(table, state)
+        saves, deletes, _, _ = table.get(state.mapper) or interest_in(table, state)
         if saves or deletes:
             if frame is None:
                 frame = Frame()
@@ -137,11 +154,15 @@ def after_flush(session: Session, flush_context: Any) -> None:
     if frame is None or not frame.records:
         return  # nothing of interest was written: no bookkeeping at all for this commit
     record(session, frame)
+    if expired:
+        note_expired(session, expired)
 
 
-def _record_links(frame: Frame, state: InstanceState[Any], instance: Any, shape: Shape) -> None:
+def _record_links(
+    frame: Frame, flush_context: Any, state: InstanceState[Any], instance: Any, shape: Shape
+) -> None:
     for attribute, model in shape.many_to_many:
-        added, removed, emptied = m2m_history(state, attribute)
+        added, removed, emptied = m2m_written(flush_context, state, attribute)
         if not (added or removed):
             continue
         linked = frame.linked(state, instance, attribute, model)
@@ -153,4 +174,44 @@ def _record_links(frame: Frame, state: InstanceState[Any], instance: Any, shape:
             linked.cleared = True
 
 
-handle(before_flush=before_flush, after_flush=after_flush)
+_WRITTEN = "asignals.sqlalchemy.written"
+"""``session.info[_WRITTEN]``: in a flush, the changes of each object that set columns to
+SQL expressions (`before_update` notes them; `after_flush` takes them)."""
+
+
+def before_update(mapper: Any, connection: Any, state: InstanceState[Any]) -> None:
+    """Note the columns set to SQL expressions (``sa.false()``, ``Order.stock - 1``): the
+    flush runs them, then expires them and forgets their old values before `after_flush`.
+    Their new values are loaded before delivery (`_delivery`).
+
+    Listened to (``raw=True``: the state) on the mappers of the classes ``post_save`` has
+    receivers for (every mapper for a receiver of every sender, or a capture), from the
+    first such connection on (`_tracking.watch_updates`). The common case, no SQL
+    expression among the values, costs one look at each changed attribute."""
+    found: Changes | None = None
+    current = state.dict
+    for key, old in state.committed_state.items():
+        if not isinstance(current.get(key), ClauseElement):
+            continue
+        if found is None:
+            session = state.session
+            if session is None or post_save._idle():
+                return
+            found = _written_of(session, state)
+            if found is None:
+                return  # no post_save receiver for the class: nothing to note
+        if key in shape_of(state).columns:
+            found[key] = (None if old is NO_VALUE else old, UNREAD)
+
+
+def _written_of(session: Session, state: InstanceState[Any]) -> Changes | None:
+    """Where the flush notes *state*'s SQL-expression columns (None: its class has no
+    post_save receiver)."""
+    table = interest()
+    if not (table.get(state.mapper) or interest_in(table, state))[0]:
+        return None
+    written: Changes = session.info.setdefault(_WRITTEN, {}).setdefault(state, {})
+    return written
+
+
+handle(before_flush=before_flush, after_flush=after_flush, before_update=before_update)

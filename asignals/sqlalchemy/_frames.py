@@ -80,7 +80,23 @@ class Linked:
         return not (self.added or self.removed)
 
 
-Record = Saved | Linked
+class Bulk:
+    """A bulk statement that affected rows: its signal, sender and payload, ready to send."""
+
+    __slots__ = ("payload", "sender", "signal")
+
+    empty = False
+
+    def __init__(self, signal: Any, sender: type, payload: dict[str, Any]) -> None:
+        self.signal = signal
+        self.sender = sender
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return f"<Bulk {self.signal!r} {self.sender.__name__}>"
+
+
+Record = Saved | Linked | Bulk
 
 
 def merge_changes(into: Changes, later: Changes) -> None:
@@ -88,18 +104,24 @@ def merge_changes(into: Changes, later: Changes) -> None:
     for name, (old, new) in later.items():
         if name in into:
             old = into[name][0]
-        if _same(old, new):
+        if same(old, new):
             into.pop(name, None)
         else:
             into[name] = (old, new)
 
 
-def _same(old: Any, new: Any) -> bool:
+def same(old: Any, new: Any) -> bool:
+    """Whether an attribute's value is unchanged; never raises.
+
+    An attribute may hold anything: a type whose ``==`` raises, or returns something
+    without a truth value (a SQL expression assigned to be run by the flush, such as
+    ``sa.false()`` or ``Order.quantity + 1``): those count as changed.
+    """
     if old is new:
         return True
     try:
         return bool(old == new)
-    except Exception:  # a type whose == raises or returns something without truth
+    except Exception:
         return False
 
 
@@ -142,10 +164,16 @@ class Frame:
             found = self.records[(key, attribute)] = Linked(instance, attribute, model)
         return found
 
+    def bulk(self, record: Bulk) -> None:
+        """Record a bulk statement (each is its own record, in order)."""
+        self.records[record] = record
+
     def merge(self, child: Frame) -> None:
         """Take in a released savepoint's records, as if they had happened here."""
         for key, record in child.records.items():
-            if isinstance(record, Linked):
+            if isinstance(record, Bulk):
+                self.records[key] = record
+            elif isinstance(record, Linked):
                 mine = self.linked(key[0], record.instance, record.attribute, record.model)
                 for pk in record.removed:
                     mine.remove(pk)

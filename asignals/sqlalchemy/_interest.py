@@ -7,8 +7,10 @@ commit (what it sends) look the answer up here instead.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
+from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.state import InstanceState
 
 from ._changes import Shape, shape_of
@@ -19,10 +21,15 @@ Interest = tuple[bool, bool, bool, Shape]
 receivers for a class, and the class's shape: what a flush records of its objects and what
 a commit sends."""
 
-_interests: tuple[tuple[int, ...], dict[type, Interest]] = ((), {})
+Table = weakref.WeakKeyDictionary[Mapper[Any], Interest]
+"""Keyed by mapper, not by class: a class mapped again (after ``clear_mappers()`` or
+``registry.dispose()``) has a new mapper, maybe with other relationships, and a disposed
+mapper (with its class) is not kept alive by the table."""
+
+_interests: tuple[tuple[int, ...], Table] = ((), weakref.WeakKeyDictionary())
 
 
-def interest() -> dict[type, Interest]:
+def interest() -> Table:
     """The table of what the commit signals want of each class, kept while no connection
     of theirs changed and none of them has a send hook.
 
@@ -33,7 +40,7 @@ def interest() -> dict[type, Interest]:
     if post_save._hooked() or post_delete._hooked() or m2m_changed._hooked():
         # A hook (a test's capture, a bridge) can change what it observes in place: ask
         # afresh on every flush and commit while one is installed.
-        return {}
+        return weakref.WeakKeyDictionary()
     version = (
         post_save._plans_version(),
         post_delete._plans_version(),
@@ -41,15 +48,15 @@ def interest() -> dict[type, Interest]:
     )
     known, table = _interests
     if known != version:
-        table = {}
+        table = weakref.WeakKeyDictionary()
         _interests = (version, table)
     return table
 
 
-def interest_in(table: dict[type, Interest], state: InstanceState[Any]) -> Interest:
+def interest_in(table: Table, state: InstanceState[Any]) -> Interest:
     """What the commit signals want of *state*'s class: asked, and kept in *table*."""
     cls = state.class_
     shape = shape_of(state)
     links = bool(shape.many_to_many) and m2m_changed._wanted(cls)
-    found = table[cls] = (post_save._wanted(cls), post_delete._wanted(cls), links, shape)
+    found = table[state.mapper] = (post_save._wanted(cls), post_delete._wanted(cls), links, shape)
     return found

@@ -7,6 +7,7 @@ configured and a path still names no mapped class, a warning says so (once per p
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 import warnings
@@ -32,7 +33,7 @@ class _LazySenders:
         # path -> [(signal, receiver ref, options)], in connection order
         self._pending: dict[str, list[tuple[_ModelSignal, Callable[[], Any], dict[str, Any]]]] = {}
         self._warned: set[str] = set()
-        self._listening = False
+        self._configured = False  # every mapper constructed since import is configured
 
     def resolve(self, path: str) -> type | None:
         """The mapped class *path* names, if its module is imported already (none is)."""
@@ -56,10 +57,16 @@ class _LazySenders:
             entries = self._pending.setdefault(path, [])
             if not any(s is signal and r() is receiver for s, r, _ in entries):
                 entries.append((signal, ref, options))
-            if not self._listening:
-                event.listen(Mapper, "after_mapper_constructed", self._on_mapped)
-                event.listen(Mapper, "after_configured", self._on_configured)
-                self._listening = True
+            configured = self._configured
+        if configured and _cannot_appear(path):
+            # The mappers are configured already and may never be again: say it now.
+            self._warn_unmatched(stacklevel=4, only=path)
+
+    def listen(self) -> None:
+        """Follow the mappers from now on: each new one (a lazy sender's class, maybe; the
+        mappers are no longer all configured) and each configuration."""
+        event.listen(Mapper, "after_mapper_constructed", self._on_mapped)
+        event.listen(Mapper, "after_configured", self._on_configured)
 
     def discard(
         self, signal: _ModelSignal, path: str, receiver: Any, dispatch_uid: Hashable | None
@@ -82,26 +89,59 @@ class _LazySenders:
     def _on_mapped(self, mapper: Mapper[Any], class_: type) -> None:
         path = f"{class_.__module__}.{class_.__qualname__}"
         with self._lock:
+            self._configured = False
             entries = self._pending.pop(path, None)
         for signal, ref, options in entries or ():
             receiver = ref()
             if receiver is not None:
                 AsyncSignal.connect(signal, receiver, class_, **options)
+                signal._connected(class_)
 
     def _on_configured(self) -> None:
         with self._lock:
-            unmatched = [path for path in self._pending if path not in self._warned]
+            self._configured = True
+        self._warn_unmatched(stacklevel=2)
+
+    def _warn_unmatched(self, stacklevel: int, only: str | None = None) -> None:
+        """Warn, once per path, of each path (or *only*) that names no mapped class although
+        the mappers are configured (a class mapped later still gets its connections)."""
+        with self._lock:
+            unmatched = [
+                path
+                for path in ([only] if only is not None else self._pending)
+                if path not in self._warned and path in self._pending
+            ]
             self._warned.update(unmatched)
+            names = {
+                path: ", ".join(sorted({repr(s.name) for s, _, _ in self._pending[path]}))
+                for path in unmatched
+            }
         for path in unmatched:
-            names = ", ".join(sorted({repr(s.name) for s, _, _ in self._pending.get(path, ())}))
             warnings.warn(
-                f"asignals.sqlalchemy: receivers of {names} were connected with "
+                f"asignals.sqlalchemy: receivers of {names[path]} were connected with "
                 f"sender={path!r}, but no mapped class has that module and name (mappers "
                 f"are configured now); check the spelling: it is the class's "
                 f"'module.QualName', as in 'shop.models.Order'",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=stacklevel + 1,
             )
+
+
+def _cannot_appear(path: str) -> bool:
+    """*path* names no class that an import still to come could map: its module is imported
+    (and done importing) without it, or no such module exists. Nothing is imported to
+    find out (only a package that is imported already is searched)."""
+    parts = path.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        module = sys.modules.get(".".join(parts[:end]))
+        if module is None:
+            continue
+        if end == len(parts) - 1 or not hasattr(module, "__path__"):
+            # The class's own module (or a plain module on the way): imported. Only while it
+            # is still being imported may the class come later.
+            return not getattr(getattr(module, "__spec__", None), "_initializing", False)
+        return importlib.util.find_spec(".".join(parts[: end + 1])) is None
+    return importlib.util.find_spec(parts[0]) is None
 
 
 def _is_mapped(cls: type) -> bool:
@@ -109,3 +149,4 @@ def _is_mapped(cls: type) -> bool:
 
 
 lazy = _LazySenders()
+lazy.listen()

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from ._seams import SeamSignal
 from ._senders import lazy
-from ._tracking import COMMIT_EVENTS, FLUSH_EVENTS, listen
+from ._tracking import BULK_EVENTS, COMMIT_EVENTS, FLUSH_EVENTS, listen, watch_updates
 
 _R = TypeVar("_R", bound=Callable[..., Any])
 
@@ -54,7 +54,12 @@ class _ModelSignal(SeamSignal):
                 lazy.add(self, sender, receiver, options)
                 return receiver
             sender = mapped
-        return super().connect(receiver, sender, **options)  # type: ignore[arg-type]
+        connected = super().connect(receiver, sender, **options)  # type: ignore[arg-type]
+        self._connected(sender)
+        return connected
+
+    def _connected(self, sender: Any) -> None:
+        """A receiver is connected for *sender* (a mapped class, or None for any)."""
 
     def disconnect(
         self,
@@ -79,13 +84,26 @@ class _ModelSignal(SeamSignal):
         return self.has_listeners(sender)
 
 
+class _SaveSignal(_ModelSignal):
+    """`post_save`: the updates of the classes it has receivers for are watched (a column
+    set to a SQL expression loses its old value in the flush: `_flush.before_update`)."""
+
+    def _connected(self, sender: Any) -> None:
+        watch_updates(sender)
+
+    def _in_use(self) -> None:
+        super()._in_use()
+        if self._hooked():  # a capture (or a bridge) sees every sender's sends
+            watch_updates(None)
+
+
 pre_save = _ModelSignal(
     "pre_save",
     events=FLUSH_EVENTS,
     doc="In the flush, before the INSERT or UPDATE; payload instance, created, "
     "update_fields, changes. Changes to the instance are saved.",
 )
-post_save = _ModelSignal(
+post_save = _SaveSignal(
     "post_save",
     events=COMMIT_EVENTS,
     doc="After the outermost commit, once per inserted or updated object; payload "
@@ -107,4 +125,23 @@ m2m_changed = _ModelSignal(
     doc="A many-to-many collection changed; payload instance, action ('pre_add', "
     "'pre_remove', 'pre_clear' in the flush; 'post_add', 'post_remove', 'post_clear' after "
     "the commit), attribute, model, pk_set.",
+)
+
+post_bulk_insert = _ModelSignal(
+    "post_bulk_insert",
+    events=BULK_EVENTS,
+    doc="After the outermost commit, once per ORM-enabled INSERT statement run through a "
+    "tracked session; payload pks, values, statement.",
+)
+post_bulk_update = _ModelSignal(
+    "post_bulk_update",
+    events=BULK_EVENTS,
+    doc="After the outermost commit, once per ORM-enabled UPDATE statement that affected "
+    "rows; payload pks, values, statement.",
+)
+post_bulk_delete = _ModelSignal(
+    "post_bulk_delete",
+    events=BULK_EVENTS,
+    doc="After the outermost commit, once per ORM-enabled DELETE statement that affected "
+    "rows; payload pks, values (None), statement.",
 )

@@ -10,17 +10,26 @@ some session signal has a receiver (or a capture).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Mapper, Session, sessionmaker
 
 FLUSH_EVENTS = frozenset({"before_flush"})  # where pre_save, pre_delete, pre_* m2m are sent
 COMMIT_EVENTS = frozenset(  # where post_save, post_delete, post_* m2m are recorded and sent
-    {"after_flush", "before_commit", "after_commit", "after_transaction_end"}
+    {
+        "after_flush",
+        "after_flush_postexec",
+        "before_commit",
+        "after_commit",
+        "after_transaction_end",
+    }
 )
+BULK_EVENTS = COMMIT_EVENTS | {"do_orm_execute"}  # post_bulk_*: recorded, then sent
 
 _Target = Any
 """What `track` accepts: a Session class, a sessionmaker, an async_sessionmaker, an
@@ -164,3 +173,26 @@ def _relisten() -> None:
         event.listen(cls, name, _handlers[name])
     _listened.clear()
     _listened.update(wanted)
+
+
+_watched: weakref.WeakSet[Mapper[Any]] = weakref.WeakSet()
+_watching_all = False
+
+
+def watch_updates(cls: Any) -> None:
+    """Listen to ``before_update`` (the handler named so) on *cls*'s mapper, or on every
+    mapper for ``None``, from now on: once per mapper, never for a class ``post_save`` has
+    no receiver for, so that its objects' updates cost nothing more."""
+    global _watching_all
+    handler = _handlers["before_update"]
+    with _lock:
+        if _watching_all:
+            return
+        if cls is None:
+            event.listen(Mapper, "before_update", handler, raw=True)
+            _watching_all = True
+            return
+        mapper = sqlalchemy.inspect(cls, raiseerr=False)
+        if isinstance(mapper, Mapper) and mapper not in _watched:
+            event.listen(mapper, "before_update", handler, raw=True)
+            _watched.add(mapper)

@@ -6,6 +6,10 @@ Run it with ``make demo`` and open http://127.0.0.1:8000, or::
     curl -X POST http://127.0.0.1:8000/orders \\
          -H 'content-type: application/json' \\
          -d '{"item": "pizza", "quantity": 2}'
+    curl -X PATCH http://127.0.0.1:8000/orders/1 \\
+         -H 'content-type: application/json' -d '{"quantity": 3}'
+    curl -X POST 'http://127.0.0.1:8000/orders?dry_run=true' \\
+         -H 'content-type: application/json' -d '{"item": "soup"}'
     curl -X DELETE http://127.0.0.1:8000/orders/1
     curl http://127.0.0.1:8000/stats
 
@@ -16,6 +20,10 @@ use another database, e.g. ``postgresql+asyncpg://user@127.0.0.1/shop``.
   ``pre_save`` receiver fills the slug (in the flush, so it is saved with the
   order); a ``post_save`` receiver with ``created`` sends the kitchen
   notification, after the commit.
+* ``POST /orders?dry_run=true`` saves the order (the flush runs, ``pre_save``
+  fills the slug), then rolls the transaction back: the kitchen hears nothing.
+* ``PATCH /orders/{id}`` changes the quantity: ``post_save`` arrives with
+  ``created=False`` and ``changes``, which a receiver logs.
 * ``DELETE /orders/{id}`` deletes one; a ``post_delete`` receiver logs it.
 * A ``request_finished`` receiver logs the timing of every request.
 * ``GET /stats`` shows the counters; ``GET /`` is a small page with a button.
@@ -94,6 +102,25 @@ async def notify_kitchen(
     log.info("kitchen: %s", ticket)
 
 
+@receiver(post_save, sender=Order)
+def log_change(
+    sender: type[Order],
+    instance: Order,
+    created: bool,
+    changes: dict[str, tuple[Any, Any]],
+    **kwargs: Any,
+) -> None:
+    """After the commit of an update: what changed, from what to what."""
+    if created:
+        return
+    stats["changed"] += 1
+    what = ", ".join(
+        f"{name} {old!r} -> {new!r}"
+        for name, (old, new) in sorted(changes.items())
+    )
+    log.info("changed: order #%d: %s", instance.id, what)
+
+
 @receiver(post_delete, sender=Order)
 def log_cancellation(
     sender: type[Order], instance: Order, **kwargs: Any
@@ -121,6 +148,10 @@ def log_timing(
 class NewOrder(BaseModel):
     item: str = Field(min_length=1, max_length=50)
     quantity: int = Field(default=1, ge=1, le=100)
+
+
+class OrderChange(BaseModel):
+    quantity: int = Field(ge=1, le=100)
 
 
 @asynccontextmanager
@@ -162,14 +193,41 @@ def as_dict(order: Order) -> dict[str, Any]:
 
 
 @api.post("/orders", status_code=201)
-async def create_order(new: NewOrder, db: Db) -> dict[str, Any]:
+async def create_order(
+    new: NewOrder, db: Db, dry_run: bool = False
+) -> dict[str, Any]:
     if new.item.lower() == "anchovies":
         raise HTTPException(status_code=422, detail="we do not sell anchovies")
     order = Order(item=new.item, quantity=new.quantity)
     db.add(order)
+    if dry_run:
+        await db.flush()  # the INSERT runs, pre_save fills the slug...
+        saved = as_dict(order)
+        await (
+            db.rollback()
+        )  # ...and the rollback sends nothing: no kitchen ticket
+        return {
+            "order": saved,
+            "rolled_back": True,
+            "kitchen_tickets": len(kitchen_tickets),
+        }
     # pre_save runs in the flush; post_save receivers have run when it returns.
     await db.commit()
     return {"order": as_dict(order), "kitchen_tickets": len(kitchen_tickets)}
+
+
+@api.patch("/orders/{order_id}")
+async def change_order(
+    order_id: int, change: OrderChange, db: Db
+) -> dict[str, Any]:
+    order = await db.get(Order, order_id)
+    if order is None:
+        raise HTTPException(status_code=404, detail=f"no order #{order_id}")
+    order.quantity = change.quantity
+    await (
+        db.commit()
+    )  # post_save(created=False, changes={"quantity": ...}, ...) has run
+    return {"order": as_dict(order)}
 
 
 @api.delete("/orders/{order_id}", status_code=204)
