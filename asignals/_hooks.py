@@ -61,13 +61,15 @@ def _installed(signal: AsyncSignal) -> tuple[tuple[int, SendHook], ...]:
 
 def add_hook(signal: AsyncSignal, hook: SendHook, order: int) -> None:
     """Install *hook* on *signal* at position *order* (`BRIDGE` or `TESTING`)."""
-    signal._in_use()  # a capture() of a model signal needs its ORM events as a receiver does
     with _lock:
         # sorted() is stable: hooks of equal order keep the order they were added in.
         installed = sorted((*_installed(signal), (order, hook)), key=lambda pair: pair[0])
         signal._hook = HookChain(tuple(installed))
         with signal._lock:  # as every change of the table: one version per change
             signal._changed()  # the next send prepares again, with the hook
+    # Once installed: a capture() of a model signal needs its ORM events as a receiver
+    # does, and asks whether it is hooked.
+    signal._in_use()
 
 
 def remove_hook(signal: AsyncSignal, hook: SendHook) -> None:
