@@ -30,11 +30,13 @@ logger = logging.getLogger("asignals")
 
 
 def log_failure(signal: Any, receiver: Receiver, exc: Exception) -> Exception:
-    """Log a receiver's exception that a robust send returns instead of raising; return it.
+    """Log and count a receiver's exception that a robust send returns instead of raising;
+    return it.
 
     Logging never breaks delivery: a failure of the logging itself (a filter or handler
     that raises) is dropped.
     """
+    signal._failures += 1  # for statistics(): what an application alerts on
     with contextlib.suppress(Exception):  # a failing filter or handler: nobody to tell
         logger.error(
             "Receiver %s of signal %r raised %s",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import math
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from types import BuiltinFunctionType, FunctionType, MethodType
@@ -192,10 +193,11 @@ def make_call(is_async: bool, to_thread: bool, timeout: float | None) -> Call:
         abandon = timeout is not None
 
         async def in_thread(receiver: Receiver, kwargs: dict[str, Any]) -> Any:
-            with anyio.fail_after(timeout):
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
                 return await anyio.to_thread.run_sync(
                     functools.partial(receiver, **kwargs), abandon_on_cancel=abandon
                 )
+            raise timed_out(receiver, kwargs, timeout, "its thread was left to finish")
 
         return in_thread
     if not is_async:
@@ -204,10 +206,25 @@ def make_call(is_async: bool, to_thread: bool, timeout: float | None) -> Call:
         return ASYNC
 
     async def with_timeout(receiver: Receiver, kwargs: dict[str, Any]) -> Any:
-        with anyio.fail_after(timeout):
+        with anyio.move_on_after(timeout):
             return await receiver(**kwargs)
+        raise timed_out(receiver, kwargs, timeout, "it was cancelled")
 
     return with_timeout
+
+
+def timed_out(
+    receiver: Receiver, kwargs: dict[str, Any], timeout: float | None, what: str
+) -> TimeoutError:
+    """The `TimeoutError` of a receiver that outlived its ``connect(timeout=...)``, naming
+    the receiver, the signal and the limit (anyio's own has no message at all)."""
+    signal = kwargs.get("signal")
+    label = getattr(signal, "label", repr(signal))
+    return TimeoutError(
+        f"Receiver {describe(receiver)} of signal {label!r} did not finish within its "
+        f"timeout of {timeout} seconds; {what}. Raise the timeout given to connect(), or "
+        f"make the receiver faster"
+    )
 
 
 def lookup_key(receiver: Receiver | None, sender: Any, dispatch_uid: Hashable | None) -> Hashable:

@@ -60,6 +60,10 @@ class SignalStatistics:
     hooked: bool
     """Whether a send hook sees every send: an `asignals.testing` helper is active, or an
     `asignals.redis` bridge carries the signal."""
+    failures: int = 0
+    """Exceptions of receivers that robust sends caught (and logged) since the signal was
+    created: `send_robust`, `gather_robust`, `send_robust_sync`, and the model signals
+    delivered after a commit. Each one is work that did not happen; alert when it grows."""
 
 
 class AsyncSignal(Connections, Generic[P]):
@@ -120,6 +124,7 @@ class AsyncSignal(Connections, Generic[P]):
         self.__doc__ = doc
         Connections.__init__(self)
         self._hook: SendHook | None = None
+        self._failures = 0  # receivers' exceptions a robust send caught (statistics())
         self._coroutine_names: tuple[str, ...] = ()  # see _name_sends()
         self._no_receiver_sends: tuple[Callable[..., Coroutine[Any, Any, Responses]], ...] = ()
         self._named_loops: dict[tuple[tuple[str, ...], type], tuple[Loop, Loop]] = {}
@@ -282,12 +287,15 @@ class AsyncSignal(Connections, Generic[P]):
         return [r for ref, _ in self._plan_for(sender) if (r := ref()) is not None]
 
     def statistics(self) -> SignalStatistics:
-        """How many receivers are connected, and how: a snapshot, for tests and dashboards.
+        """How many receivers are connected, and how, and how many of them failed in
+        robust sends: a snapshot, for tests, dashboards and alerts.
 
         Example:
             ```python
             stats = order_paid.statistics()
             assert stats.receivers == 2 and stats.senders == 1  # one is for Shop only
+            if stats.failures > last_seen:
+                alert(f"{stats.failures - last_seen} order_paid receivers failed")
             ```
         """
         with self._lock:
@@ -297,6 +305,7 @@ class AsyncSignal(Connections, Generic[P]):
             weak=sum(1 for connection in live if isinstance(connection.ref, weakref.ref)),
             senders=len({c.sender_key for c in live if c.sender_ref is not None}),
             hooked=self._hook is not None,
+            failures=self._failures,
         )
 
     def has_listeners(self, sender: Any = None) -> bool:

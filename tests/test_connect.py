@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 from helpers import MODES, Mode, async_recorder, receivers, sender_of, sync_recorder, values
 
@@ -482,7 +483,32 @@ def test_statistics_count_receivers_weak_ones_senders_and_hooks() -> None:
     assert not sig.statistics().hooked
     del a
     gc.collect()
-    assert sig.statistics() == SignalStatistics(receivers=1, weak=0, senders=1, hooked=False)
+    assert sig.statistics() == SignalStatistics(
+        receivers=1, weak=0, senders=1, hooked=False, failures=0
+    )
     del Shop
     gc.collect()
     assert sig.statistics().receivers == 0
+
+
+@pytest.mark.parametrize("mode", ["send_robust", "gather_robust", "send_robust_sync"])
+async def test_statistics_count_the_failures_robust_sends_caught(mode: str) -> None:
+    sig = AsyncSignal("counted")
+
+    def fails(**kwargs: Any) -> None:
+        raise ValueError("no")
+
+    def works(**kwargs: Any) -> str:
+        return "ok"
+
+    sig.connect(fails, weak=False)
+    sig.connect(works, weak=False)
+    for _ in range(3):
+        if mode == "send_robust_sync":
+            await anyio.to_thread.run_sync(lambda: sig.send_robust_sync(None))
+        else:
+            await getattr(sig, mode)(None)
+    assert sig.statistics().failures == 3
+    with pytest.raises(ValueError, match="no"):
+        await sig.send(None)  # raised to the caller: not a caught failure
+    assert sig.statistics().failures == 3

@@ -445,6 +445,36 @@ async def test_timeout_on_coroutine_receiver_raises_timeout_error() -> None:
     assert calls == []
 
 
+@pytest.mark.parametrize("to_thread", [False, True], ids=["coroutine", "to_thread"])
+async def test_the_timeout_error_names_the_receiver_the_signal_and_the_limit(
+    to_thread: bool,
+) -> None:
+    sig = AsyncSignal("order_paid")
+
+    def blocks(**kwargs: Any) -> None:
+        time.sleep(0.3)
+
+    sig.connect(blocks if to_thread else sleeps_long, timeout=0.05, to_thread=to_thread)
+    with anyio.fail_after(5), pytest.raises(TimeoutError) as raised:
+        await sig.send()
+    message = str(raised.value)
+    name = "blocks" if to_thread else "sleeps_long"
+    assert f"{name} of signal 'order_paid' did not finish within its timeout of 0.05" in message
+    assert ("its thread was left to finish" if to_thread else "it was cancelled") in message
+    assert "timeout given to connect()" in message
+
+
+async def test_a_receivers_own_timeout_error_is_not_taken_for_the_limit() -> None:
+    sig = AsyncSignal("s")
+
+    async def gives_up(**kwargs: Any) -> None:
+        raise TimeoutError("the payment provider did not answer")
+
+    sig.connect(gives_up, timeout=5)
+    with pytest.raises(TimeoutError, match="payment provider"):
+        await sig.send()
+
+
 async def test_timeout_not_exceeded_returns_normally() -> None:
     sig = AsyncSignal("s")
     sig.connect(quick, timeout=5)
