@@ -222,6 +222,7 @@ async def test_delivery_is_robust_and_in_connection_order(
     async def third(**kwargs: Any) -> None:
         calls.append("third")
 
+    failures = post_save.statistics().failures
     for receiver in (first, second, third):
         post_save.connect(receiver, sender=Order)
     try:
@@ -234,6 +235,7 @@ async def test_delivery_is_robust_and_in_connection_order(
             post_save.disconnect(receiver, sender=Order)
     assert calls == ["first", "second", "third"]
     assert "kitchen printer on fire" in caplog.text
+    assert post_save.statistics().failures == failures + 1  # counted, for an alert
     async with maker() as session:
         assert await session.scalar(select(func.count()).select_from(Order)) == 1
 

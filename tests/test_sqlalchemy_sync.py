@@ -334,3 +334,31 @@ def test_a_second_capture_on_the_same_signal_is_seen(maker: sessionmaker[Session
             session.add(Order(item="pasta"))
             session.commit()
     assert [(sender, payload["created"]) for sender, payload in orders] == [(Order, True)]
+
+
+@pytest.mark.parametrize("kind", ["sync", "coroutine"])
+def test_a_failing_post_save_receiver_is_logged_counted_and_the_commit_stands(
+    maker: sessionmaker[Session], kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lost work is visible: logged with its traceback and counted in statistics()."""
+
+    def fails(**kwargs: Any) -> None:
+        raise ValueError("kitchen printer on fire")
+
+    async def fails_later(**kwargs: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        raise ValueError("kitchen printer on fire")
+
+    receiver = fails if kind == "sync" else fails_later
+    failures = post_save.statistics().failures
+    post_save.connect(receiver, sender=Order)
+    try:
+        with caplog.at_level(logging.ERROR, logger="asignals"), maker() as session:
+            session.add(Order(item="pizza"))
+            session.commit()  # does not raise
+    finally:
+        post_save.disconnect(receiver, sender=Order)
+    assert "kitchen printer on fire" in caplog.text
+    assert post_save.statistics().failures == failures + 1
+    with maker() as session:
+        assert session.query(Order).count() == 1
