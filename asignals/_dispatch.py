@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio.from_thread
 
 from ._loops import Loop, loop_for
-from ._plans import Plan, Responses, inline, kind_of
+from ._plans import Plan, Responses, inline
 
 if TYPE_CHECKING:
     from ._signal import AsyncSignal
@@ -44,9 +44,10 @@ __all__ = [
     "caller",
     "check_receiver",
     "inline",
+    "is_hooked",
     "is_idle",
-    "kind_of",
     "loop_for",
+    "plan_for",
     "prepare",
     "run_inline",
     "version",
@@ -156,7 +157,7 @@ def run_inline(
     without an event loop: the loop's coroutine finishes without suspending. *loop*: the
     `loop_for` this payload's names, when the caller found it once for many sends."""
     if loop is None:
-        loop = loop_for(tuple(payload), kind_of(plan), robust)
+        loop = loop_for(tuple(payload), type(plan), robust)
     coroutine = loop(signal, plan, sender, payload)
     try:
         coroutine.send(None)

@@ -41,7 +41,7 @@ from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from . import _loop
-from ._plans import AwaitPlan, InlinePlan, Responses, kind_of
+from ._plans import AwaitPlan, InlinePlan, Responses
 from ._receivers import Entry
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ async def refit(
     """A checked loop met a payload with other names than its own: run the right loop,
     and make the signal choose again on its next send."""
     signal._forget_loops()
-    kind = kind_of(plan) if isinstance(plan, tuple) else tuple
+    kind = type(plan) if isinstance(plan, tuple) else tuple  # an iterator: any kind
     return await loop_for(tuple(payload), kind, robust)(signal, plan, sender, payload)
 
 

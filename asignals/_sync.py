@@ -32,7 +32,7 @@ import anyio.from_thread
 
 from ._dispatch import Caller, caller, inline, prepare, run_inline
 from ._loops import loop_for
-from ._plans import Responses, kind_of
+from ._plans import Responses
 from ._receivers import SYNC, describe
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def run(
             f"event loop, and receiver {describe(waits)} must be awaited there; "
             f"use `await {signal.label}.{method}(...)` instead"
         )
-    coroutine = loop_for(tuple(payload), kind_of(plan), robust)(signal, plan, sender, payload)
+    coroutine = loop_for(tuple(payload), type(plan), robust)(signal, plan, sender, payload)
     names = signal._coroutine_names or signal._name_sends()
     coroutine.__qualname__ = f"{names[robust]}_sync"  # type: ignore[attr-defined]
     return _private_loop().run(coroutine)

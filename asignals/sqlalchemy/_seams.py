@@ -45,7 +45,7 @@ Prepared = tuple[Plan, Loop]
 def prepare(signal: SeamSignal, sender: Any, payload: dict[str, Any]) -> Prepared:
     """What a send of *payload* from *sender* runs, looked up once for many such sends."""
     plan = dispatch.plan_for(signal, sender)
-    return plan, dispatch.loop_for(tuple(payload), dispatch.kind_of(plan), robust=True)
+    return plan, dispatch.loop_for(tuple(payload), type(plan), robust=True)
 
 
 def sync_only(plan: Plan) -> bool:
