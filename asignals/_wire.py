@@ -121,6 +121,12 @@ class Codecs:
         self._by_type[type_] = (name, encode)
         self._by_name[name] = decode
 
+    def register_decoder(self, name: str, decode: Callable[[Any], Any]) -> None:
+        """Read values stored as ``{"$type": name, "v": ...}`` with *decode*: values whose
+        encoding is chosen by their writer, not by their type (the outbox's enums and
+        mapped objects)."""
+        self._by_name[name] = decode
+
     def register_dataclass(self, cls: type, name: str) -> None:
         if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
             raise TypeError(f"register_dataclass() takes a dataclass, got {cls!r}")

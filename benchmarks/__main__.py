@@ -1,4 +1,5 @@
-"""``python -m benchmarks [dispatch] [asgi] [instructions] [memory] [redis] [orm] [--quick]``.
+"""``python -m benchmarks [dispatch] [asgi] [instructions] [memory] [redis] [orm] [outbox]
+[--quick]``.
 
 Runs the named sections (all of them by default), printing each table as it finishes, then
 the performance targets. Exits 0 whatever the numbers say: it measures, it does not gate.
@@ -24,6 +25,7 @@ from . import (
     markdown,
     memory,
     orm,
+    outbox,
     plot,
     pythons,
     report,
@@ -34,7 +36,7 @@ from ._progress import Progress
 from ._system import describe, load_average
 from ._timing import STATISTIC, loop_unavailable
 
-SECTIONS = ("dispatch", "asgi", "instructions", "memory", "redis", "orm")
+SECTIONS = ("dispatch", "asgi", "instructions", "memory", "redis", "orm", "outbox")
 
 
 def _loops(text: str) -> list[LoopName]:
@@ -224,6 +226,8 @@ def _work_units(settings: Settings) -> int:
         units += len(settings.other_pythons)
     if "orm" in settings.sections:
         units += orm.work_units(settings)
+    if "outbox" in settings.sections:
+        units += outbox.work_units(settings)
     return units
 
 
@@ -334,12 +338,25 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 results.skipped["orm"] = missing
                 print(f"orm section skipped: {missing}", file=sys.stderr)
+        outbox_commits: list[outbox.CommitRow] = []
+        if "outbox" in settings.sections:
+            progress.section("outbox")
+            missing = outbox.unavailable()
+            if missing is None:
+                outbox_commits, outbox_relays = outbox.run(settings, progress.step)
+                progress.close()
+                emit(outbox.format_rows(outbox_commits, outbox_relays))
+            else:
+                results.skipped["outbox"] = missing
+                print(f"outbox section skipped: {missing}", file=sys.stderr)
     finally:
         progress.close()
     results.system["load_end"] = load_average()
     results.targets = targets.evaluate(results)
     _emit(report.format_summary(results) if settings.quick else report.format_targets(results))
     for line in orm.format_targets(orm_rows, settings.quick):
+        emit(line)
+    for line in outbox.format_targets(outbox_commits, settings.quick):
         emit(line)
     return _write_outputs(args, results)
 

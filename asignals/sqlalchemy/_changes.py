@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.attributes import instance_state
-from sqlalchemy.orm.base import NO_VALUE, PassiveFlag
+from sqlalchemy.orm.base import LoaderCallableStatus, PassiveFlag
 from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.orm.state import InstanceState
 
@@ -59,7 +59,7 @@ def changes(state: InstanceState[Any], shape: Shape) -> Changes:
             # Absent after a flush: set to a SQL expression, which the flush ran and then
             # expired; the value is loaded before delivery (`_delivery`).
             new = current.get(key, UNREAD)
-            if old is NO_VALUE:
+            if type(old) is LoaderCallableStatus:  # NO_VALUE, PASSIVE_NO_RESULT, ...
                 old = None  # not loaded before it was set: unknown, reported as None
             elif old is new:
                 continue

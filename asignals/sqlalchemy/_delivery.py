@@ -19,7 +19,7 @@ from sqlalchemy.orm.session import SessionTransaction
 from sqlalchemy.orm.state import InstanceState
 
 from ._changes import UNREAD, shape_of
-from ._compat import await_, in_greenlet
+from ._compat import await_, committing, connections_of, in_greenlet
 from ._frames import Bulk, Frame, Saved
 from ._interest import interest, interest_in
 from ._outbox import _durable as durable
@@ -79,9 +79,17 @@ _COMMITTING = "asignals.sqlalchemy.committing"
 def _before_commit(session: Session) -> None:
     """The outermost transaction is about to commit: load what a rolled-back savepoint (or
     an explicit expire) expired on the objects about to be delivered, while SQL is still
-    allowed, and mark the session so that the commit's own flush does the same."""
+    allowed, write the outbox rows, and mark the session so that the commit's own flush
+    loads what it expires too.
+
+    A savepoint still open when the outermost transaction commits is committed after this
+    event: the work is then done when it ends (`_after_transaction_end`)."""
     if session.in_nested_transaction():
-        return
+        return  # a savepoint's own commit (or the outermost one's, with savepoints open)
+    _prepare_commit(session)
+
+
+def _prepare_commit(session: Session) -> None:
     session.info[_COMMITTING] = True
     frames = _frames_of(session)
     root = session.get_transaction()
@@ -180,9 +188,7 @@ def _give_back_connections(root: SessionTransaction) -> None:
     open) and closing them again there does nothing. The values the receivers read are
     still loaded: expire-on-commit happens between ``after_commit`` and ``close()``.
     """
-    # SQLAlchemy's private state (2.0 and 2.1): {bind: (connection, transaction,
-    # should_commit, autoclose)}; tests/test_sqlalchemy_pool.py fails if it changes.
-    for connection, _, _, autoclose in set(root._connections.values()):
+    for connection, autoclose in connections_of(root):
         if autoclose:
             connection.close()
 
@@ -191,9 +197,24 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
     if transaction.parent is None:
         session.info.pop(_COMMITTING, None)
         durable.discarded(session)
-    frames = _frames_of(session)
-    if not frames:
         return
+    frames = _frames_of(session)
+    if frames:
+        _end_savepoint(frames, transaction)
+    if not transaction.nested:
+        return  # a flush's subtransaction
+    root = _owner(transaction.parent)
+    if root.parent is None and committing(root) and not session.in_nested_transaction():
+        # The outermost transaction commits with savepoints open: the last of them is
+        # released now, before the COMMIT; do what its before_commit could not.
+        _prepare_commit(session)
+
+
+def _end_savepoint(
+    frames: dict[SessionTransaction, Frame], transaction: SessionTransaction
+) -> None:
+    """A savepoint (or a subtransaction) ended: its frame joins its parent's if it was
+    released, and is dropped if it rolled back."""
     frame = frames.pop(transaction, None)
     if frame is None or not (transaction.nested and frame.committed):
         return  # rolled back (or closed without a commit): deliver nothing

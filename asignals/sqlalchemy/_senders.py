@@ -24,6 +24,22 @@ if TYPE_CHECKING:
     from ._signals import _ModelSignal
 
 
+def object_at(path: str) -> Any:
+    """The object the dotted *path* names in a module imported already (none is imported),
+    or None."""
+    module_name, _, rest = path.rpartition(".")
+    while module_name:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            target: Any = module
+            for part in rest.split("."):
+                target = getattr(target, part, None)
+            return target
+        module_name, _, head = module_name.rpartition(".")
+        rest = f"{head}.{rest}"
+    return None
+
+
 class _LazySenders:
     """Connections made with a dotted path as sender, waiting for that class to be mapped."""
 
@@ -36,18 +52,9 @@ class _LazySenders:
 
     def resolve(self, path: str) -> type | None:
         """The mapped class *path* names, if its module is imported already (none is)."""
-        module_name, _, rest = path.rpartition(".")
-        while module_name:
-            module = sys.modules.get(module_name)
-            if module is not None:
-                target: Any = module
-                for part in rest.split("."):
-                    target = getattr(target, part, None)
-                if isinstance(target, type) and _is_mapped(target):
-                    return target
-                return None
-            module_name, _, head = module_name.rpartition(".")
-            rest = f"{head}.{rest}"
+        target = object_at(path)
+        if isinstance(target, type) and _is_mapped(target):
+            return target
         return None
 
     def add(self, signal: _ModelSignal, path: str, receiver: Any, options: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 It tracks its sessions, connects the durable receiver of ``Dish`` saves (which records
 each run in the ``durable_seen`` table, or with ``"die": "receiver"`` kills the process on
-entry), runs the outbox's relay (and a Redis bridge carrying ``durable_order_paid`` as a
+entry), runs the outbox's relay (and a Redis bridge carrying ``durable_order_queued`` as a
 queue when ``redis_url`` is given), prints ``{"event": "ready"}``, commits the dishes named
 in ``"commit"``, and runs until its stdin closes. ``"die": "after_xadd"`` kills it after a
 relayed message reached Redis, before its row is deleted.
@@ -27,7 +27,7 @@ from asignals.sqlalchemy import Outbox, post_save, track
 from asignals.sqlalchemy._outbox import _table
 from durable.models import Base, Dish, Seen
 
-order_paid = AsyncSignal("durable_order_paid")
+order_paid = AsyncSignal("durable_order_queued")
 
 
 def emit(**event: Any) -> None:

@@ -202,7 +202,7 @@ def test_a_relay_killed_between_xadd_and_delete_sends_the_same_delivery_id_again
         wait_until(lambda: outbox_rows(sync_url) == 0, "the second relay")
     client = redis.Redis.from_url(redis_server.url)
     entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(  # type: ignore[assignment]
-        f"{prefix}:queue:durable_order_paid"
+        f"{prefix}:queue:durable_order_queued"
     )
     client.close()
     envelopes = [_wire.open_envelope(fields[b"m"], None, 1 << 20) for _, fields in entries]

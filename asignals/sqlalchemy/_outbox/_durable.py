@@ -18,10 +18,13 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import URL, Connection
+from sqlalchemy.exc import UnboundExecutionError
 from sqlalchemy.orm import Session
 
 from ... import AsyncSignal
 from .. import _signals  # (imports this module: its names are read when called)
+from .._compat import connections_of
 from .._frames import Bulk, Frame, Saved
 from . import _table
 
@@ -39,9 +42,27 @@ class DurableReceivers(AsyncSignal):
 _outboxes: weakref.WeakSet[Outbox] = weakref.WeakSet()
 """The outboxes that have (or had) a durable receiver: a commit asks only these."""
 
+_all: weakref.WeakSet[Outbox] = weakref.WeakSet()
+"""Every outbox of this process: a commit that wrote rows wakes the relays of its table."""
+
+_receivers: dict[tuple[Any, ...], dict[str, DurableReceivers]] = {}
+"""The durable receivers of each outbox table (database and table name), by signal name:
+shared by the `Outbox` objects of one table in this process, since a row does not say
+which of them wrote it."""
 
 _version = 0
 """Bumped whenever a durable receiver is connected or disconnected (`version`)."""
+
+
+def receivers_of(key: tuple[Any, ...]) -> dict[str, DurableReceivers]:
+    """The durable receivers of the outbox table *key* (see `database_key`)."""
+    return _receivers.setdefault(key, {})
+
+
+def database_key(url: URL) -> tuple[Any, ...]:
+    """The database *url* names, whatever its driver (aiosqlite and pysqlite, asyncpg and
+    psycopg reach the same database)."""
+    return (url.get_backend_name(), url.host, url.port, url.database, url.username)
 
 
 def changed(outbox: Outbox) -> None:
@@ -86,21 +107,46 @@ def pending(frame: Frame | None) -> bool:
 
 def write(session: Session, frame: Frame) -> None:
     """Insert the rows of the committing transaction (*frame*), before ``COMMIT``."""
-    rows: dict[Outbox, list[dict[str, Any]]] = {}
+    rows: dict[tuple[Any, ...], tuple[Outbox, list[dict[str, Any]]]] = {}
     for outbox, row in frame.sent:
-        rows.setdefault(outbox, []).append(row)
-    outboxes = list(_outboxes)
-    if outboxes:
+        rows.setdefault(outbox._key, (outbox, []))[1].append(row)
+    tables = {outbox._key: outbox for outbox in list(_outboxes)}  # one row per table
+    mapper: Any = None
+    if tables:
         for signal, cls, payload in _events(frame):
-            for outbox in outboxes:
+            mapper = mapper or cls
+            for key, outbox in tables.items():
                 if outbox._durable_for(signal, cls):
-                    rows.setdefault(outbox, []).append(outbox._rows.model_row(signal, cls, payload))
-    if not rows:
-        return
-    for outbox, written in rows.items():
-        connection = session.connection(bind_arguments={"clause": outbox.table})
+                    row = outbox._rows.model_row(signal, cls, payload)
+                    rows.setdefault(key, (outbox, []))[1].append(row)
+    for outbox, written in rows.values():
+        connection = _connection_for(session, outbox, mapper)
         _table.insert_rows(connection, outbox.table, written)
-    session.info[_WROTE] = list(rows)
+    if rows:
+        session.info[_WROTE] = [outbox for outbox, _ in rows.values()]
+
+
+def _connection_for(session: Session, outbox: Outbox, mapper: Any) -> Connection:
+    """The committing transaction's connection to the outbox's database; raises
+    ValueError if the session writes elsewhere."""
+    try:
+        connection = session.connection(bind_arguments={"clause": outbox.table, "mapper": mapper})
+    except UnboundExecutionError:
+        transaction = session.get_transaction()
+        held = connections_of(transaction) if transaction is not None else []
+        if len(held) != 1:
+            raise ValueError(
+                f"{outbox!r}: the session has no bind for the outbox table; bind it "
+                f"(Session(binds={{outbox.table: engine, ...}})) to the database of its models"
+            ) from None
+        connection = held[0][0]
+    if database_key(connection.engine.url) != outbox._key[:-1]:
+        raise ValueError(
+            f"{outbox!r}: its engine is for another database ({outbox.engine.url!r}) than the "
+            f"session's ({connection.engine.url!r}); the rows must be written in the "
+            f"transaction of the change: give the Outbox an engine of that database"
+        )
+    return connection
 
 
 def _events(frame: Frame) -> Iterator[tuple[AsyncSignal[...], type, dict[str, Any]]]:
@@ -118,10 +164,18 @@ def _events(frame: Frame) -> Iterator[tuple[AsyncSignal[...], type, dict[str, An
                 yield _signals.m2m_changed, cls, payload
 
 
+def register(outbox: Outbox) -> None:
+    _all.add(outbox)
+
+
 def committed(session: Session) -> None:
     """The transaction that wrote rows committed: wake this process's relays of them."""
-    for outbox in session.info.pop(_WROTE, ()):
-        outbox._committed()
+    wrote = session.info.pop(_WROTE, None)
+    if wrote:
+        keys = {outbox._key for outbox in wrote}
+        for outbox in list(_all):
+            if outbox._key in keys:
+                outbox._committed()
 
 
 def discarded(session: Session) -> None:

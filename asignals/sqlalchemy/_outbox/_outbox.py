@@ -17,13 +17,14 @@ from sqlalchemy.orm import Session
 
 from ... import AsyncSignal, _wire
 from ..._checks import check_count, check_seconds
+from ..._dispatch import named
 from .._delivery import record
 from .._frames import Frame
 from .._signals import _ModelSignal
 from .._tracking import COMMIT_EVENTS, listen, tracked
 from . import _durable, _table
 from ._relay import Database, Relay
-from ._rows import Rows, origin_name
+from ._rows import MODEL_SIGNALS, Rows, origin_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,8 +142,10 @@ class Outbox:
             )
         if metadata is not None and not isinstance(metadata, MetaData):
             raise TypeError(f"Outbox(metadata=...) takes a MetaData, got {metadata!r}")
-        if not isinstance(table_name, str) or not table_name:
-            raise TypeError(f"Outbox(table_name=...) must be a non-empty str, got {table_name!r}")
+        if not isinstance(table_name, str):
+            raise TypeError(f"Outbox(table_name=...) must be a str, got {table_name!r}")
+        if not table_name:
+            raise ValueError("Outbox(table_name=...) must not be empty")
         for what, seconds in (
             ("poll_interval", poll_interval),
             ("lease", lease),
@@ -152,6 +155,11 @@ class Outbox:
             check_seconds(f"Outbox({what}=...)", seconds)
         check_count("Outbox(max_attempts=...)", max_attempts)
         check_count("Outbox(batch_size=...)", batch_size)
+        if backoff > max_backoff:
+            raise ValueError(
+                f"Outbox(backoff={backoff!r}, max_backoff={max_backoff!r}): the first retry "
+                f"delay cannot be longer than the longest; raise max_backoff"
+            )
         self.engine = engine
         self.table: Table = _table.make_table(
             metadata if metadata is not None else MetaData(), table_name
@@ -164,9 +172,13 @@ class Outbox:
         self.batch_size = batch_size
         self._database = Database(engine)
         self._rows = Rows(origin_name())
-        self._receivers: dict[str, _durable.DurableReceivers] = {}
+        sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        # Which table this is: Outbox objects of one table share their durable receivers.
+        self._key = (*_durable.database_key(sync_engine.url), table_name)
+        self._receivers = _durable.receivers_of(self._key)
         self._relay = Relay(self, self._rows.origin)
         self._task_group: anyio.abc.TaskGroup | None = None
+        _durable.register(self)
 
     def __repr__(self) -> str:
         return f"<Outbox {self.table.name!r}>"
@@ -211,6 +223,8 @@ class Outbox:
         Raises:
             TypeError: *session* is not a session, *signal* is unnamed or a model signal,
                 or the sender or a payload item cannot be stored.
+            ValueError: *signal*'s name is a model signal's, or several live signals of
+                this process have it: the relay could not tell which to send.
             RuntimeError: *session* is not tracked.
 
         Example:
@@ -235,6 +249,13 @@ class Outbox:
             raise TypeError(
                 f"outbox.send({signal!r}): the relay finds a signal by its name; give it one "
                 f"(AsyncSignal('order_paid'))"
+            )
+        if signal.name in MODEL_SIGNALS or len(named(signal.name)) > 1:
+            raise ValueError(
+                f"outbox.send({signal!r}): the relay finds a signal by its name, and "
+                f"{signal.name!r} names "
+                + ("a model signal" if signal.name in MODEL_SIGNALS else "several signals here")
+                + "; give this signal a name of its own"
             )
         for reserved in ("signal", "sender"):
             if reserved in payload:
@@ -354,8 +375,12 @@ class Outbox:
         task_group, self._task_group = self._task_group, None
         if task_group is None:
             return None
+        self._relay.stopping = True
         task_group.cancel_scope.cancel()
-        return await task_group.__aexit__(exc_type, exc, traceback)
+        try:
+            return await task_group.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._relay.stopping = False
 
     # -- for operators ------------------------------------------------------------------
 

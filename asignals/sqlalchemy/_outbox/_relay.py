@@ -28,8 +28,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
-from ... import _wire
+from ... import AsyncSignal, _wire
 from ..._delivery import Delivery, delivering
+from ..._dispatch import is_hooked
 from ..._receivers import describe
 from . import _table
 from ._rows import MODEL_SIGNALS, Unknown, model_payload
@@ -47,11 +48,15 @@ class Database:
         self.engine = engine
 
     async def run(self, statement: Callable[..., Any], *args: Any) -> Any:
+        """Run ``statement(connection, *args)`` in a transaction of its own, to its end
+        even when the relay is stopped meanwhile (shielded: no statement is left half-way,
+        no result is lost)."""
         engine = self.engine
-        if isinstance(engine, AsyncEngine):
-            async with engine.begin() as connection:
-                return await connection.run_sync(statement, *args)
-        return await anyio.to_thread.run_sync(self._run, engine, statement, args)
+        with anyio.CancelScope(shield=True):
+            if isinstance(engine, AsyncEngine):
+                async with engine.begin() as connection:
+                    return await connection.run_sync(statement, *args)
+            return await anyio.to_thread.run_sync(self._run, engine, statement, args)
 
     @staticmethod
     def _run(engine: Engine, statement: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -61,21 +66,33 @@ class Database:
 
     @asynccontextmanager
     async def loading(self) -> AsyncIterator[Callable[..., Any]]:
-        """A session of the relay's own, open while the receivers of one row run: yields
-        a function that runs a sync function with ``Session.get`` as its last argument."""
+        """A session of the relay's own for the receivers of one row: yields a function
+        that runs ``function(*args, Session.get)`` and then ends the session's transaction,
+        so that no connection is held while the receivers run (the objects stay loaded)."""
         engine = self.engine
         if isinstance(engine, AsyncEngine):
             async with AsyncSession(engine, expire_on_commit=False) as session:
 
                 async def load_async(function: Callable[..., Any], *args: Any) -> Any:
-                    return await session.run_sync(lambda sync: function(*args, sync.get))
+                    with anyio.CancelScope(shield=True):
+                        try:
+                            return await session.run_sync(lambda sync: function(*args, sync.get))
+                        finally:
+                            await session.commit()  # nothing written: gives the connection back
 
                 yield load_async
             return
         sync_session = Session(engine, expire_on_commit=False)
 
+        def load_sync(function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+            try:
+                return function(*args, sync_session.get)
+            finally:
+                sync_session.commit()
+
         async def load(function: Callable[..., Any], *args: Any) -> Any:
-            return await anyio.to_thread.run_sync(lambda: function(*args, sync_session.get))
+            with anyio.CancelScope(shield=True):  # the thread would go on: wait for it
+                return await anyio.to_thread.run_sync(load_sync, function, args)
 
         try:
             yield load
@@ -136,6 +153,7 @@ class Relay:
         self.delivered = 0
         self.retried = 0
         self.unknown = 0
+        self.stopping = False  # set by the outbox before it cancels the relay
         self._skip: dict[tuple[str, str | None], str] = {}  # what cannot be delivered here
         self._failing: str | None = None  # the kind of database error logged last
 
@@ -166,10 +184,9 @@ class Relay:
     async def deliver_due(self) -> None:
         """Deliver due rows until fewer than a batch are due."""
         outbox = self.outbox
-        database = outbox._database
         while True:
             self._refresh_skip()
-            rows = await database.run(
+            rows = await outbox._database.run(
                 _table.lease,
                 outbox.table,
                 self.owner,
@@ -184,75 +201,92 @@ class Relay:
                 return
 
     async def _deliver_batch(self, rows: list[_table.Leased]) -> None:
+        """Deliver leased *rows* in order, keeping their leases while it takes; whatever
+        happens (even a stop), the rows end deleted, due again or dead."""
+        held = {row.id for row in rows}  # leases this relay still holds
+        batch = _Batch()
+        try:
+            async with anyio.create_task_group() as keeping:
+                keeping.start_soon(self._keep_leases, held)
+                for row in rows:
+                    if row.id in held:  # else its lease ran out (a stall): another relay's now
+                        await self._deliver_row(row, batch)
+                    batch.settled.add(row.id)
+                keeping.cancel_scope.cancel()
+        finally:
+            await self._settle(rows, batch, held)
+
+    async def _keep_leases(self, held: set[str]) -> None:
+        """Extend the leases of the batch's rows while it runs (each lease's third)."""
+        outbox = self.outbox
+        while True:
+            await anyio.sleep(outbox.lease / 3)
+            if held:
+                still = await outbox._database.run(
+                    _table.renew, outbox.table, self.owner, sorted(held), outbox.lease
+                )
+                held.intersection_update(still)
+
+    async def _deliver_row(self, row: _table.Leased, batch: _Batch) -> None:
         outbox = self.outbox
         database = outbox._database
-        table = outbox.table
-        delivered: list[str] = []
-        given_back: list[str] = []
-        leased_at = anyio.current_time()
-        started = 0
-        interrupted: str | None = None  # the row whose receivers were running when stopped
+        error: str | None
+        if row.attempts > outbox.max_attempts:  # its last attempt was cut short
+            error = (
+                f"its last attempt (of max_attempts={outbox.max_attempts}) did not finish: "
+                f"the relay delivering it stopped"
+            )
+            await database.run(_table.bury, outbox.table, self.owner, row.id, error, True)
+            return
         try:
-            for row in rows:
-                if anyio.current_time() - leased_at > outbox.lease / 2:
-                    rest = [r.id for r in rows[started:]]
-                    await database.run(_table.renew, table, self.owner, rest, outbox.lease)
-                    leased_at = anyio.current_time()
-                started += 1
-                error: str | None
-                if row.attempts > outbox.max_attempts:  # its last attempt was cut short
-                    error = (
-                        f"its last attempt (of max_attempts={outbox.max_attempts}) did not "
-                        f"finish: the relay delivering it stopped"
-                    )
-                    await database.run(_table.bury, table, self.owner, row.id, error)
-                    continue
-                interrupted = row.id
-                try:
-                    error = await self._deliver(row)
-                except Unknown as unknown:
-                    interrupted = None
-                    given_back.append(row.id)
-                    self._unknown_row(unknown)
-                    continue
-                interrupted = None
-                if error is None:
-                    delivered.append(row.id)
-                    self.delivered += 1
-                elif row.attempts >= outbox.max_attempts:
-                    await database.run(_table.bury, table, self.owner, row.id, error)
-                    logger.error(
-                        "%r: event %s (%s) failed %d times and is kept as dead "
-                        "(outbox.dead_letters()): %s",
-                        outbox,
-                        row.id,
-                        row.signal,
-                        row.attempts,
-                        error,
-                    )
-                else:
-                    delay = min(outbox.backoff * 2 ** (row.attempts - 1), outbox.max_backoff)
-                    await database.run(_table.retry, table, self.owner, row.id, error, delay)
-                    self.retried += 1
-        finally:
-            with anyio.CancelScope(shield=True):
-                if delivered:
-                    await database.run(_table.remove, table, self.owner, delivered)
-                if given_back:
-                    await database.run(_table.release, table, self.owner, given_back, False)
-                if interrupted is not None:  # stopped while its receivers ran: due again
-                    await database.run(_table.release, table, self.owner, [interrupted], True)
-                if started < len(rows):  # stopped: the rows whose receivers never ran
-                    rest = [r.id for r in rows[started:]]
-                    await database.run(_table.release, table, self.owner, rest, False)
+            error = await self._deliver(row, batch)
+        except Unknown as unknown:
+            batch.given_back.append(row.id)
+            self._unknown_row(unknown)
+            return
+        batch.running = None  # (still set if stopped meanwhile: `_settle` reads it)
+        if error is None:
+            batch.delivered.append(row.id)
+            self.delivered += 1
+        elif row.attempts >= outbox.max_attempts:
+            await database.run(_table.bury, outbox.table, self.owner, row.id, error)
+            logger.error(
+                "%r: event %s (%s) failed %d times and is kept as dead (outbox.dead_letters()): %s",
+                outbox,
+                row.id,
+                row.signal,
+                row.attempts,
+                error,
+            )
+        else:
+            delay = min(outbox.backoff * 2 ** (row.attempts - 1), outbox.max_backoff)
+            await database.run(_table.retry, outbox.table, self.owner, row.id, error, delay)
+            self.retried += 1
 
-    async def _deliver(self, row: _table.Leased) -> str | None:
+    async def _settle(self, rows: list[_table.Leased], batch: _Batch, held: set[str]) -> None:
+        """The end of a batch (or a stop inside it): delete the delivered rows, give back
+        the others this relay still holds."""
+        database = self.outbox._database
+        table = self.outbox.table
+        if batch.delivered:
+            await database.run(_table.remove, table, self.owner, batch.delivered)
+        if batch.given_back:
+            await database.run(_table.release, table, self.owner, batch.given_back, False)
+        left = [row.id for row in rows if row.id in held and row.id not in batch.settled]
+        ran = [row_id for row_id in left if row_id == batch.running]
+        if ran:  # stopped while its receivers ran: due again, the attempt counted
+            await database.run(_table.release, table, self.owner, ran, True)
+        if len(left) > len(ran):  # stopped: the rows whose receivers never ran
+            rest = [row_id for row_id in left if row_id != batch.running]
+            await database.run(_table.release, table, self.owner, rest, False)
+
+    async def _deliver(self, row: _table.Leased, batch: _Batch) -> str | None:
         """Run the receivers of one row; the error to record if one failed, else None.
         Raises Unknown for a row this process cannot deliver."""
         outbox = self.outbox
         rows = outbox._rows
         name = row.signal
-        signal = rows.signal_of(name, row.sender, outbox._durable_receivers)
+        signal = rows.signal_of(name, outbox._durable_receivers)
         delivery = Delivery(
             id=row.id,
             signal=name,
@@ -263,25 +297,38 @@ class Relay:
         )
         try:
             sender = rows.sender_of(name, row.sender)
-            stored = rows.payload_of(name, row.payload)
+            stored = rows.payload_of(row.payload)
         except _wire.Dropped as dropped:
             return f"cannot be read here: {dropped.detail}"
-        if name not in MODEL_SIGNALS:
-            with delivering(delivery):
-                responses = await signal.send_robust(sender, **stored)
-            return _failure(responses)
-        if not signal.has_listeners(sender):
+        if not (signal.has_listeners(sender) or is_hooked(signal)):
             raise Unknown(
                 (name, row.sender),
-                f"no durable receiver of {name} for {describe(sender)} is connected here",
+                f"no receiver of {name} for {describe(sender)} is connected here",
             )
+        if name not in MODEL_SIGNALS:
+            batch.running = row.id
+            return await self._send(signal, sender, stored, delivery)
         async with outbox._database.loading() as load:
             try:
                 payload = await load(model_payload, name, sender, stored)
             except _wire.Dropped as dropped:
                 return f"cannot be read here: {dropped.detail}"
+            except Exception as exc:  # e.g. a stored column the class no longer has
+                return f"its payload could not be built: {type(exc).__name__}: {exc}"
+            batch.running = row.id
+            return await self._send(signal, sender, payload, delivery)
+
+    async def _send(
+        self, signal: AsyncSignal[...], sender: Any, payload: Any, delivery: Delivery
+    ) -> str | None:
+        try:
             with delivering(delivery):
                 responses = await signal.send_robust(sender, **payload)
+        except anyio.get_cancelled_exc_class():
+            if self.stopping:
+                raise
+            # A receiver's own cancellation (not the relay being stopped): a failure.
+            return "a receiver raised a cancellation of its own"
         return _failure(responses)
 
     def _unknown_row(self, unknown: Unknown) -> None:
@@ -297,21 +344,30 @@ class Relay:
 
     def _refresh_skip(self) -> None:
         """Forget what was skipped and can be delivered now (a module imported since,
-        a durable receiver connected)."""
+        a receiver connected)."""
         if not self._skip:
             return
         rows = self.outbox._rows
         for key in list(self._skip):
             name, sender = key
             try:
-                signal = rows.signal_of(name, sender or "null", self.outbox._durable_receivers)
-                if sender is not None:
-                    found = rows.sender_of(name, sender)
-                    if name in MODEL_SIGNALS and not signal.has_listeners(found):
-                        continue
+                signal = rows.signal_of(name, self.outbox._durable_receivers)
+                found = rows.sender_of(name, sender) if sender is not None else None
             except (Unknown, _wire.Dropped):
                 continue
+            if sender is not None and not (signal.has_listeners(found) or is_hooked(signal)):
+                continue
             del self._skip[key]
+
+
+class _Batch:
+    """What became of a batch's rows so far."""
+
+    def __init__(self) -> None:
+        self.settled: set[str] = set()  # rows whose turn has passed
+        self.delivered: list[str] = []
+        self.given_back: list[str] = []  # rows this process cannot deliver
+        self.running: str | None = None  # the row whose receivers are running
 
 
 def _failure(responses: list[tuple[Any, Any]]) -> str | None:

@@ -9,13 +9,16 @@ for a deletion, its column values); its receivers get the object loaded again.
 
 from __future__ import annotations
 
+import base64
+import datetime
+import enum
 import itertools
 import json
 import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy
 from sqlalchemy.orm import Mapper, make_transient_to_detached
@@ -24,14 +27,16 @@ from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from ... import AsyncSignal, _wire
 from ..._dispatch import named
 from .._changes import primary_key, shape_of
-from .._senders import lazy
+from .._senders import lazy, object_at
 from .._signals import m2m_changed, post_delete, post_save
 
 MODEL_TAG = "$model"
-INSTANCE_TAG = "$instance"
+ENUM = "enum"  # {"$type": "enum", "v": [class path, value]}
+INSTANCE = "instance"  # {"$type": "instance", "v": [class path, primary key]}
 MODEL_SIGNALS = {signal.name: signal for signal in (post_save, post_delete, m2m_changed)}
 """The signals with durable receivers, by name (``outbox=`` works for these only)."""
 
+_PLAIN = frozenset({str, int, bool, float, type(None)})  # stored as they are (floats checked)
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -74,6 +79,12 @@ class Rows:
         self.origin = origin
         self.codecs = _wire.Codecs()
         self.senders = _wire.Senders()
+        # Column types beyond the wire's own (a deleted row's values, changes):
+        self.codecs.register(bytes, "bytes", _b64encode, _b64decode)
+        self.codecs.register(datetime.time, "time", _isoformat, datetime.time.fromisoformat)
+        self.codecs.register(datetime.timedelta, "timedelta", _seconds, _timedelta)
+        self.codecs.register_decoder(ENUM, _enum)
+        self.codecs.register_decoder(INSTANCE, _related)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -145,15 +156,22 @@ class Rows:
         }
 
     def _key(self, instance: Any) -> Any:
-        key = primary_key(instance)
-        return self.codecs.plain(list(key) if type(key) is tuple else key)
+        identity = instance_state(instance).identity  # written already: its key is known
+        key = identity if identity is not None else primary_key(instance)
+        if type(key) is tuple:
+            key = list(key) if len(key) > 1 else key[0]
+        return key if type(key) in _PLAIN else self.codecs.plain(key)
 
     def _plain(self, value: Any, where: str, signal: AsyncSignal[...]) -> Any:
-        if sqlalchemy.inspect(type(value), raiseerr=False) is not None and not isinstance(
-            value, type
-        ):
+        kind = type(value)
+        if kind in _PLAIN:
+            return self.codecs.plain(value) if kind is float else value
+        if isinstance(value, enum.Enum):
+            inner = self._plain(value.value, where, signal)
+            return {_wire.TYPE_TAG: ENUM, "v": [class_path(kind), inner]}
+        if sqlalchemy.inspect(kind, raiseerr=False) is not None and not isinstance(value, type):
             # A related object (a many-to-one change): stored by its class and key.
-            return {INSTANCE_TAG: [class_path(type(value)), self._key(value)]}
+            return {_wire.TYPE_TAG: INSTANCE, "v": [class_path(kind), self._key(value)]}
         try:
             return self.codecs.plain(value)
         except _wire.Unrepresentable as exc:
@@ -170,7 +188,7 @@ class Rows:
     # -- reading ----------------------------------------------------------------------------
 
     def signal_of(
-        self, name: str, wire_sender: str, durable: Callable[[str], AsyncSignal[...] | None]
+        self, name: str, durable: Callable[[str], AsyncSignal[...] | None]
     ) -> AsyncSignal[...]:
         """The signal a leased row is delivered to: for a model event, the outbox's
         durable receivers of it (*durable*); else the one signal of that name here.
@@ -197,7 +215,7 @@ class Rows:
             return cls
         return self.senders.resolve(plain)
 
-    def payload_of(self, name: str, wire_payload: str) -> Any:
+    def payload_of(self, wire_payload: str) -> Any:
         """The stored payload: JSON with its typed values revived (not yet loaded)."""
         return self.codecs.revive(json.loads(wire_payload))
 
@@ -205,6 +223,47 @@ class Rows:
 def load_key(pk: Any) -> Any:
     """A stored primary key as ``Session.get`` takes it."""
     return tuple(pk) if type(pk) is list else pk
+
+
+class Related(NamedTuple):
+    """A stored mapped object (a many-to-one change), to be loaded for the receiver."""
+
+    path: str
+    key: Any
+
+
+def _related(value: Any) -> Related:
+    path, key = value
+    return Related(path, key)
+
+
+def _enum(value: Any) -> enum.Enum:
+    path, inner = value
+    cls = object_at(path)
+    if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
+        raise ValueError(f"no enum {path!r} here")
+    return cls(inner)
+
+
+def _b64encode(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _b64decode(value: Any) -> bytes:
+    return base64.b64decode(value)
+
+
+def _isoformat(value: datetime.time) -> str:
+    return value.isoformat()
+
+
+def _seconds(value: datetime.timedelta) -> list[int]:
+    return [value.days, value.seconds, value.microseconds]
+
+
+def _timedelta(value: Any) -> datetime.timedelta:
+    days, seconds, microseconds = value
+    return datetime.timedelta(days=days, seconds=seconds, microseconds=microseconds)
 
 
 def model_payload(
@@ -215,9 +274,8 @@ def model_payload(
     class that is not mapped here."""
 
     def revive(value: Any) -> Any:
-        if type(value) is dict and set(value) == {INSTANCE_TAG}:
-            path, key = value[INSTANCE_TAG]
-            return get(_mapped(path), load_key(key))
+        if type(value) is Related:
+            return get(_mapped(value.path), load_key(value.key))
         return value
 
     if name == "post_delete":

@@ -29,12 +29,12 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    cast,
     delete,
     false,
     func,
     insert,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -92,21 +92,44 @@ def make_table(metadata: MetaData, name: str) -> Table:
 
 
 def now(dialect: str) -> ColumnElement[float]:
-    """The database's clock, in seconds since the epoch."""
+    """The database's clock, in seconds since the epoch (literal SQL, no parameters)."""
     if dialect == "postgresql":
-        return cast(func.extract("epoch", func.clock_timestamp()), Float)
+        return literal_column("extract(epoch from clock_timestamp())::float8", Float)
     if dialect == "sqlite":
-        return cast((func.julianday("now") - 2440587.5) * 86400.0, Float)
+        return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Float)
     return literal(time.time(), Float)  # pragma: no cover - other databases: this host's clock
 
 
+WRITTEN = ("id", "signal", "sender", "payload", "origin", "trace")
+"""The columns a commit gives each new row (the others are set by the INSERT itself)."""
+
+_inserts: dict[tuple[Table, type], tuple[str, tuple[str, ...] | None]] = {}
+"""The INSERT of each table for each dialect and driver, compiled once: its SQL, and the
+order of its parameters (None: by name)."""
+
+
 def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Write new rows, due at once (in the caller's transaction)."""
-    clock = now(connection.dialect.name)
-    connection.execute(
-        insert(table).values(created_at=clock, next_attempt_at=clock, attempts=0, dead=False),
-        rows,
-    )
+    """Write new rows, due at once (in the caller's transaction).
+
+    On the commit's path: the statement is compiled once, and run as the driver's own
+    ``executemany``, without SQLAlchemy's per-execution work (the columns need no type
+    processing: strings and NULL).
+    """
+    dialect = connection.dialect
+    found = _inserts.get((table, type(dialect)))
+    if found is None:
+        clock = now(dialect.name)
+        statement = insert(table).values(
+            created_at=clock, next_attempt_at=clock, attempts=literal_column("0"), dead=false()
+        )
+        compiled = statement.compile(dialect=dialect, column_keys=list(WRITTEN))
+        order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        found = _inserts[(table, type(dialect))] = (str(compiled), order)
+    sql, order = found
+    if order is None:
+        connection.exec_driver_sql(sql, rows)
+    else:
+        connection.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
 
 
 Leased = Row[Any]
@@ -166,12 +189,17 @@ def _mine(table: Table, owner: str, ids: Sequence[str]) -> ColumnElement[bool]:
 
 def renew(
     connection: Connection, table: Table, owner: str, ids: Sequence[str], seconds: float
-) -> None:
-    """Extend *owner*'s leases of *ids* by *seconds* from now."""
+) -> set[str]:
+    """Extend *owner*'s leases of *ids* by *seconds* from now; the ids still held (a lease
+    that expired meanwhile may be another relay's now)."""
     clock = now(connection.dialect.name)
-    connection.execute(
-        update(table).where(_mine(table, owner, ids)).values(lease_expires_at=clock + seconds)
+    held = (
+        update(table)
+        .where(_mine(table, owner, ids), table.c.lease_expires_at > clock)
+        .values(lease_expires_at=clock + seconds)
+        .returning(table.c.id)
     )
+    return set(connection.execute(held).scalars())
 
 
 def remove(connection: Connection, table: Table, owner: str, ids: Sequence[str]) -> None:
@@ -202,14 +230,22 @@ def retry(
     )
 
 
-def bury(connection: Connection, table: Table, owner: str, id_: str, error: str) -> None:
-    """The last attempt failed: keep the row as dead."""
+def bury(
+    connection: Connection, table: Table, owner: str, id_: str, error: str, uncount: bool = False
+) -> None:
+    """The last attempt failed: keep the row as dead (*uncount*: the lease that found it
+    so counted no attempt of its own)."""
     clock = now(connection.dialect.name)
-    connection.execute(
-        update(table)
-        .where(_mine(table, owner, (id_,)))
-        .values(lease_owner=None, lease_expires_at=None, dead=True, error=error, failed_at=clock)
-    )
+    values: dict[str, Any] = {
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "dead": True,
+        "error": error,
+        "failed_at": clock,
+    }
+    if uncount:
+        values["attempts"] = table.c.attempts - 1
+    connection.execute(update(table).where(_mine(table, owner, (id_,))).values(**values))
 
 
 def requeue(connection: Connection, table: Table, ids: Sequence[str] | None) -> int:
