@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.from_thread
 
+from . import _trace
 from ._dispatch import Caller, caller, inline, prepare, run_inline
 from ._loops import loop_for
-from ._plans import Responses
+from ._plans import Plan, Responses
 from ._receivers import SYNC, describe
 
 if TYPE_CHECKING:
@@ -43,14 +44,34 @@ def run(
     signal: AsyncSignal[...], robust: bool, args: tuple[Any, ...], payload: dict[str, Any]
 ) -> Responses:
     """Run one ``send`` (or ``send_robust``) of *signal* to completion from sync code."""
-    method = "send_robust" if robust else "send"
     sender = signal._fix_send_arguments(args, payload)  # bad arguments fail in the caller
     where = caller()
     if where is Caller.WORKER_THREAD:
-        return anyio.from_thread.run(_send_on_loop, signal, robust, sender, payload)
+        # Traced: the loop's side continues this thread's trace (the request's).
+        carrier = None if _trace.tracer is None else _trace.capture()
+        return anyio.from_thread.run(_send_on_loop, signal, robust, sender, payload, carrier)
     plan = prepare(signal, sender, payload)
     if not plan:
         return []
+    if _trace.tracer is not None:
+        return _trace.run_sync(
+            signal,
+            "send_robust_sync" if robust else "send_sync",
+            plan,
+            lambda plan: _run(signal, robust, where, plan, sender, payload),
+        )
+    return _run(signal, robust, where, plan, sender, payload)
+
+
+def _run(
+    signal: AsyncSignal[...],
+    robust: bool,
+    where: Caller,
+    plan: Plan,
+    sender: Any,
+    payload: dict[str, Any],
+) -> Responses:
+    """Run a prepared send from sync code, in a thread that is not an anyio worker's."""
     if inline(plan):
         return run_inline(signal, plan, sender, payload, robust)
     if where is Caller.EVENT_LOOP:
@@ -59,6 +80,7 @@ def run(
         )
         if waits is None:  # only dead ones (not pruned yet) must be awaited: none to call
             return run_inline(signal, plan, sender, payload, robust)
+        method = "send_robust" if robust else "send"
         raise RuntimeError(
             f"{signal!r}.{method}_sync() was called on a thread that is running an "
             f"event loop, and receiver {describe(waits)} must be awaited there; "
@@ -71,10 +93,24 @@ def run(
 
 
 async def _send_on_loop(
-    signal: AsyncSignal[...], robust: bool, sender: Any, payload: dict[str, Any]
+    signal: AsyncSignal[...],
+    robust: bool,
+    sender: Any,
+    payload: dict[str, Any],
+    carrier: _trace.Carrier | None = None,
 ) -> Responses:
     # The plan is looked up again on the loop: connections may have changed meanwhile,
     # and an awaited send made now would see the same.
+    if carrier is not None:
+        with _trace.continued(carrier):
+            plan = prepare(signal, sender, payload)
+            if not plan:
+                return []
+            loop = loop_for(tuple(payload), type(plan), robust)
+            mode = "send_robust_sync" if robust else "send_sync"
+            return await _trace.run(
+                signal, mode, plan, lambda plan: loop(signal, plan, sender, payload)
+            )
     if robust:
         return await signal.send_robust(sender, **payload)
     return await signal.send(sender, **payload)
