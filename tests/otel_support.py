@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -41,13 +41,18 @@ class Telemetry:
 
     def points(self, metric: str) -> list[Any]:
         data = self.reader.get_metrics_data()
-        found = []
+        found: list[Any] = []
         for resource in data.resource_metrics if data else ():
             for scope in resource.scope_metrics:
                 for item in scope.metrics:
                     if item.name == metric:
                         found.extend(item.data.data_points)
         return found
+
+
+def attrs(span: ReadableSpan | Event) -> dict[str, Any]:
+    """A span's (or an event's) attributes, as a plain dict."""
+    return dict(span.attributes or {})
 
 
 @contextmanager

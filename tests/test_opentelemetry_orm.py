@@ -15,9 +15,9 @@ from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from orm_models import Base, Order
-from otel_support import Telemetry, recorded
+from otel_support import Telemetry, attrs, recorded
 from sqlalchemy import create_engine
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from asignals.asgi import ASGIApp, Receive, Scope, Send
@@ -71,18 +71,19 @@ def check_trace(telemetry: Telemetry, request_name: str) -> None:
     flushed = telemetry.only("flush")
     committed = telemetry.only("commit")
     delivered: list[ReadableSpan] = [
-        span for span in spans if dict(span.attributes or {}).get("asignals.signal") == "post_save"
+        span for span in spans if attrs(span).get("asignals.signal") == "post_save"
     ]
     assert len(delivered) == 1, [span.name for span in spans]
     (post,) = delivered
     assert post.name.endswith(" post_save")
-    assert dict(post.attributes or {})["asignals.receivers"] == 2
+    assert attrs(post)["asignals.receivers"] == 2
     trace_id = request.context.trace_id
     assert {post.context.trace_id, flushed.context.trace_id, committed.context.trace_id} == {
         trace_id
     }
     # The span current at the flush is the parent, not the commit's.
-    assert post.parent is not None and post.parent.span_id == flushed.context.span_id
+    assert post.parent is not None
+    assert post.parent.span_id == flushed.context.span_id
 
 
 async def test_post_save_after_an_async_commit_is_in_the_requests_trace(

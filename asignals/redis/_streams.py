@@ -225,7 +225,7 @@ class Consumer:
     async def _process(
         self,
         stream_id: Any,
-        data: bytes,
+        data: Any,
         count: int,
         envelope: _wire.Envelope,
         sender: Any,

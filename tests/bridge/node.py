@@ -49,7 +49,8 @@ def trace_to_stdout() -> None:
     class Printed(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:
             for span in spans:
-                assert isinstance(span, ReadableSpan) and span.context is not None
+                assert isinstance(span, ReadableSpan)
+                assert span.context is not None
                 emit(
                     event="span",
                     name=span.name,

@@ -4,11 +4,17 @@ carries the W3C trace context, and envelopes without it still decode."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from asignals.redis import _wire
+import pytest
+from otel_support import Telemetry, recorded
+
+from asignals import AsyncSignal
+from asignals.redis import RedisBridge, _wire
 from bridge.nodes import Node, nodes
 from bridge.redis_server import RedisServer
+from bridge.support import Recorder, running, until
 
 
 def config(server: RedisServer, prefix: str, **options: Any) -> dict[str, Any]:
@@ -110,3 +116,39 @@ def test_the_envelope_carries_the_trace_context_and_decodes_without_it() -> None
     assert _wire.envelope_of(traced)["trace"] == carrier
     odd = _wire.seal({**envelope, "trace": {"traceparent": 1}}, None)
     assert _wire.open_envelope(odd, None, 10_000).trace is None  # delivered, untraced
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    with recorded() as found:
+        yield found
+
+
+@pytest.mark.asyncio
+async def test_bridge_metrics_and_a_queued_send_without_local_receivers(
+    telemetry: Telemetry, redis_server: RedisServer, prefix: str
+) -> None:
+    telemetry.instrument()
+    here, there = AsyncSignal("order_created"), AsyncSignal("order_created")
+    here.connect(Recorder())  # not called: a queued send runs where a group consumes
+    mailer = Recorder()
+    there.connect(mailer)
+    a, b = (
+        RedisBridge(redis_server.url, prefix=prefix),
+        RedisBridge(redis_server.url, prefix=prefix),
+    )
+    a.queue(here)
+    b.queue(there, group="mailer")
+    async with running(a, b):
+        await here.send("shop", order_id=1)
+        await mailer.wait(1)
+        await until(lambda: bool(telemetry.points("messaging.process.duration")))
+    key = f"{prefix}:queue:order_created"
+    names = sorted(s.name for s in telemetry.spans())
+    assert names == sorted([f"send {key}", f"process {key}", "send_robust order_created"])
+    (sent,) = telemetry.points("messaging.client.sent.messages")
+    assert sent.value == 1
+    assert dict(sent.attributes)["messaging.destination.name"] == key
+    (processed,) = telemetry.points("messaging.process.duration")
+    assert processed.count == 1
+    assert dict(processed.attributes)["messaging.consumer.group.name"] == "mailer"
