@@ -1,6 +1,6 @@
-"""Tracing and metrics: the spans of one request that saves an order, printed as a tree.
+"""Tracing and metrics: the spans of one request that saves an order.
 
-Run it: python docs/examples/tracing.py (needs the opentelemetry extra and the SDK).
+Run: python docs/examples/tracing.py (the opentelemetry extra, and the SDK).
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import asyncio
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.trace import SpanKind
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
+from opentelemetry.trace import SpanKind
 from sqlalchemy import String
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -20,7 +22,8 @@ from asignals import AsyncSignal, receiver
 from asignals.opentelemetry import AsignalsInstrumentor
 from asignals.sqlalchemy import post_save, track
 
-exporter = InMemorySpanExporter()  # in an application: an OTLP exporter, a BatchSpanProcessor
+# In an application: a BatchSpanProcessor around an OTLP exporter.
+exporter = InMemorySpanExporter()
 provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
 AsignalsInstrumentor().instrument(tracer_provider=provider, receiver_spans=True)
@@ -83,8 +86,8 @@ def tree(spans: list[ReadableSpan]) -> list[str]:
         for span in children.get(parent, []):
             assert span.context is not None
             took = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
-            function = (span.attributes or {}).get("code.function.name")
-            name = span.name if function is None else f"{span.name} ({function})"
+            code = (span.attributes or {}).get("code.function.name")
+            name = span.name if code is None else f"{span.name} ({code})"
             lines.append(f"{indent}{name}  [{span.kind.name}, {took:.0f} ms]")
             walk(span.context.span_id, indent + "    ")
 
