@@ -3,6 +3,7 @@ receivers' spans; errors; what is left out; metrics; and nothing once uninstrume
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -16,9 +17,17 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_support import Telemetry, attrs, recorded
 
-from asignals import AsyncSignal, _trace
+from asignals import (
+    AsyncSignal,
+    _trace,
+    got_request_exception,
+    request_finished,
+    request_started,
+)
 from asignals._dispatch import Watch
+from asignals.asgi import ASGIApp, Message, Receive, Scope, Send, SignalMiddleware
 from asignals.opentelemetry import AsignalsInstrumentor
+from asignals.testing import connected_to
 
 
 @pytest.fixture
@@ -376,3 +385,63 @@ def test_opentelemetry_instrument_finds_and_turns_on_the_instrumentor() -> None:
     assert done.returncode == 0, done.stderr
     assert "instrumented" in done.stdout
     assert "Instrumented asignals" in done.stderr
+
+
+async def hello(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+    raise OrderFailed("the endpoint failed")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("app", [hello, broken], ids=["ok", "raising"])
+async def test_the_middlewares_request_signals_are_spans_of_the_request(
+    telemetry: Telemetry, app: ASGIApp
+) -> None:
+    telemetry.instrument()
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    middleware = SignalMiddleware(app)
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        pass
+
+    with (
+        connected_to(ok, request_started),
+        connected_to(ok, request_finished),
+        connected_to(ok, got_request_exception),
+        tracer.start_as_current_span("GET /") as request,
+        contextlib.suppress(OrderFailed),
+    ):
+        await middleware(scope, receive, send)
+    names = {"send request_started", "send_robust request_finished"}
+    if app is broken:
+        names.add("send_robust got_request_exception")
+    assert {span.name for span in telemetry.spans()} == {"GET /", *names}
+    for name in names:
+        span = telemetry.only(name)
+        assert span.parent is not None
+        assert span.parent.span_id == request.get_span_context().span_id
+
+
+@pytest.mark.anyio
+async def test_excluded_request_signals_cost_no_span(telemetry: Telemetry) -> None:
+    telemetry.instrument(exclude=("request_started", "request_finished"))
+    middleware = SignalMiddleware(hello)
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        pass
+
+    with connected_to(ok, request_started), connected_to(ok, request_finished):
+        await middleware(scope, receive, send)
+    assert telemetry.spans() == []
