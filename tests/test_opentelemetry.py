@@ -445,3 +445,43 @@ async def test_excluded_request_signals_cost_no_span(telemetry: Telemetry) -> No
     with connected_to(ok, request_started), connected_to(ok, request_finished):
         await middleware(scope, receive, send)
     assert telemetry.spans() == []
+
+
+def blocking(sender: Any, **kwargs: Any) -> str:
+    return "from a thread"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["send", "gather_robust"])
+async def test_receiver_spans_of_thread_and_timeout_receivers(
+    telemetry: Telemetry, mode: str
+) -> None:
+    telemetry.instrument(receiver_spans=True)
+    order_paid = AsyncSignal("order_paid")
+    order_paid.connect(blocking, to_thread=True)
+    order_paid.connect(ok_async, timeout=5)
+    responses = await send_in(mode, order_paid)
+    assert responses == [(blocking, "from a thread"), (ok_async, "ok async")]
+    send = telemetry.only(f"{mode} order_paid")
+    received = telemetry.named("receive order_paid")
+    assert sorted(attrs(span)["code.function.name"] for span in received) == [
+        f"{__name__}.blocking",
+        f"{__name__}.ok_async",
+    ]
+    assert all(span.parent and span.parent.span_id == send.context.span_id for span in received)
+
+
+@pytest.mark.anyio
+async def test_a_robust_send_with_receiver_spans_logs_the_receivers_own_name(
+    telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    telemetry.instrument(receiver_spans=True)
+    order_paid = AsyncSignal("order_paid")
+    order_paid.connect(fails)
+    ((receiver, response),) = await order_paid.send_robust("shop")
+    assert receiver is fails
+    assert isinstance(response, OrderFailed)
+    assert f"Receiver {__name__}.fails of signal 'order_paid' raised OrderFailed" in caplog.text
+    assert order_paid.statistics().failures == 1
+    (received,) = telemetry.named("receive order_paid")
+    assert received.status.status_code is StatusCode.ERROR
