@@ -63,12 +63,7 @@ def send_inline(signal: SeamSignal, sender: Any, payload: dict[str, Any]) -> Non
     if not plan:
         return
     if dispatch.traced():
-        _trace.run_sync(
-            signal,
-            "send",
-            plan,
-            lambda plan: dispatch.run_inline(signal, plan, sender, payload, robust=False),
-        )
+        _send_traced(signal, "send", plan, sender, payload)
         return
     dispatch.run_inline(signal, plan, sender, payload, robust=False)
 
@@ -92,18 +87,22 @@ def send_robust_inline(
             plan = dispatch.prepare(signal, sender, payload)
         if plan:
             if traced:
-                _send_traced(signal, plan, sender, payload)
+                _send_traced(signal, "send_robust", plan, sender, payload)
                 continue
             dispatch.run_inline(signal, plan, sender, payload, robust=True, loop=loop)
 
 
-def _send_traced(signal: SeamSignal, plan: Plan, sender: Any, payload: dict[str, Any]) -> None:
-    """``send_robust`` of a sync *plan*, right here, inside its span."""
+def _send_traced(
+    signal: SeamSignal, mode: str, plan: Plan, sender: Any, payload: dict[str, Any]
+) -> None:
+    """``send`` or ``send_robust`` (*mode*) of a sync *plan*, right here, in its span (a
+    function of its own: a closure's cells would slow the untraced sends down)."""
+    robust = mode == "send_robust"
     _trace.run_sync(
         signal,
-        "send_robust",
+        mode,
         plan,
-        lambda plan: dispatch.run_inline(signal, plan, sender, payload, robust=True),
+        lambda plan: dispatch.run_inline(signal, plan, sender, payload, robust=robust),
     )
 
 
