@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from otel_support import Telemetry, recorded
+from opentelemetry.trace import StatusCode
+from otel_support import Telemetry, attrs, recorded
 
 from asignals import AsyncSignal
-from asignals.redis import RedisBridge, _wire
+from asignals.redis import BridgeConnectionError, RedisBridge, _wire
 from bridge.nodes import Node, nodes
 from bridge.redis_server import RedisServer
 from bridge.support import Recorder, running, until
@@ -152,3 +153,25 @@ async def test_bridge_metrics_and_a_queued_send_without_local_receivers(
     (processed,) = telemetry.points("messaging.process.duration")
     assert processed.count == 1
     assert dict(processed.attributes)["messaging.consumer.group.name"] == "mailer"
+
+
+@pytest.mark.asyncio
+async def test_a_publish_that_fails_is_an_error_on_the_producer_span(
+    telemetry: Telemetry, own_redis: RedisServer, prefix: str
+) -> None:
+    telemetry.instrument()
+    cache_invalidated = AsyncSignal("cache_invalidated")
+    bridge = RedisBridge(own_redis.url, prefix=prefix, send_timeout=0.3)
+    bridge.fanout(cache_invalidated)
+    async with bridge:
+        own_redis.stop()  # the publish retries until send_timeout, then raises
+        with pytest.raises(BridgeConnectionError):
+            await cache_invalidated.send("products")
+    channel = f"{prefix}:fanout:cache_invalidated"
+    produced = telemetry.only(f"send {channel}")
+    assert produced.status.status_code is StatusCode.ERROR
+    error_type = "asignals.redis.BridgeConnectionError"
+    assert attrs(produced)["error.type"] == error_type
+    (sent,) = telemetry.points("messaging.client.sent.messages")
+    assert dict(sent.attributes)["error.type"] == error_type
+    assert telemetry.named("send cache_invalidated") == []  # no local receiver
