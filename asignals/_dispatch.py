@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio.from_thread
 
+from . import _trace
 from ._loops import Loop, loop_for
 from ._plans import Plan, Responses, inline
 
@@ -51,6 +52,7 @@ __all__ = [
     "plan_for",
     "prepare",
     "run_inline",
+    "traced",
     "version",
 ]
 
@@ -106,7 +108,8 @@ class Watch:
     * ``idle``: `is_idle`;
     * ``plan``: the plan `prepare` would return for any sender, while nothing can change
       it (no sender has receivers of its own, no send hook, no weak receiver waits for its
-      first send); else ``None``: call `prepare`.
+      first send) and sends are not traced; else ``None``: call `prepare`, and run the
+      plan with `traced` when it says so.
     """
 
     __slots__ = ("__weakref__", "idle", "plan", "signal")
@@ -126,7 +129,11 @@ class Watch:
             any_plan, sender_plans = signal._plans
             hook = signal._hook
             self.idle = not signal._connections and hook is None
-            self.plan = None if sender_plans or hook is not None or signal._unsent else any_plan
+            self.plan = (
+                None
+                if sender_plans or hook is not None or signal._unsent or _trace.tracer is not None
+                else any_plan
+            )
             if signal._version == version:  # else changed meanwhile, in another thread
                 return
         self.plan = None  # pragma: no cover - changing without pause: let prepare() answer
@@ -177,6 +184,12 @@ def run_inline(
         return cast(Responses, finished.value)
     coroutine.close()  # pragma: no cover - a plan of sync receivers never suspends
     raise AssertionError(f"{signal!r}: a send of sync receivers suspended")  # pragma: no cover
+
+
+def traced() -> bool:
+    """Whether sends are traced (`asignals._trace`): then a caller that prepared a send
+    runs it through `asignals._trace.run` (or ``run_sync``) with its mode's name."""
+    return _trace.tracer is not None
 
 
 class Caller(Enum):

@@ -12,7 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
-from . import _sync
+from . import _sync, _trace
 from ._checks import check_seconds
 from ._connections import NOT_READY, Connections
 from ._dispatch import in_trio_run, prepare
@@ -139,6 +139,7 @@ class AsyncSignal(Connections, Generic[P]):
         self._no_receiver_sends: tuple[Callable[..., Coroutine[Any, Any, Responses]], ...] = ()
         self._named_loops: dict[tuple[tuple[str, ...], type], tuple[Loop, Loop]] = {}
         self._misses = 0  # sends whose names were not the prepared send's (_forget_loops)
+        _trace.created(self)  # reached by a tracer installed later
 
     @property
     def label(self) -> str:
@@ -507,13 +508,27 @@ class AsyncSignal(Connections, Generic[P]):
         plan = prepare(self, sender, payload)
         if not plan:
             return (self._no_receiver_sends or self._first_no_receiver_sends())[mode]()
-        coroutine = run_concurrently(
-            self, tuple(payload), plan, sender, payload, mode == 3, self._max_concurrency
-        )
+        if _trace.tracer is not None:  # traced: the receivers' tasks start in the span
+            coroutine = self._traced_gather(mode, plan, sender, payload)
+        else:
+            coroutine = run_concurrently(
+                self, tuple(payload), plan, sender, payload, mode == 3, self._max_concurrency
+            )
         # A forgotten `await` then warns "coroutine 'order_paid.gather' was never awaited".
         names = self._coroutine_names or self._name_sends()
         coroutine.__qualname__ = names[mode]  # type: ignore[attr-defined]
         return coroutine
+
+    def _traced_gather(
+        self, mode: int, plan: Plan, sender: Any, payload: dict[str, Any]
+    ) -> Coroutine[Any, Any, Responses]:
+        def start(plan: Plan) -> Coroutine[Any, Any, Responses]:
+            shape, robust = tuple(payload), mode == 3
+            return run_concurrently(
+                self, shape, plan, sender, payload, robust, self._max_concurrency
+            )
+
+        return _trace.run(self, _MODES[mode], plan, start)
 
     def _first_no_receiver_sends(self) -> tuple[Callable[..., Coroutine[Any, Any, Responses]], ...]:
         self._name_sends()
@@ -547,6 +562,11 @@ class AsyncSignal(Connections, Generic[P]):
         else:
             sends = self._no_receiver_sends or self._first_no_receiver_sends()
             send, robust = sends[0], sends[1]
+        if _trace.tracer is not None:  # traced: never kept as the prepared send
+            if plan:
+                send = _trace.traced_loop(send, "send")
+                robust = _trace.traced_loop(robust, "send_robust")
+            return plan, send, robust
         if (
             self._hook is None
             and not self._unsent  # (a send from a sender without receivers leaves them)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import threading
 import weakref
 from collections.abc import Coroutine
@@ -30,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.from_thread
 
+from . import _trace
 from ._dispatch import Caller, caller, inline, prepare, run_inline
 from ._loops import loop_for
-from ._plans import Responses
+from ._plans import Plan, Responses
 from ._receivers import SYNC, describe
 
 if TYPE_CHECKING:
@@ -40,17 +42,34 @@ if TYPE_CHECKING:
 
 
 def run(
-    signal: AsyncSignal[...], robust: bool, args: tuple[Any, ...], payload: dict[str, Any]
+    signal: AsyncSignal[...],
+    robust: bool,
+    args: tuple[Any, ...],
+    payload: dict[str, Any],
+    traced: Plan | None = None,
 ) -> Responses:
-    """Run one ``send`` (or ``send_robust``) of *signal* to completion from sync code."""
+    """Run one ``send`` (or ``send_robust``) of *signal* to completion from sync code.
+
+    While sends are traced (`asignals._trace`), the prepared plan is run by this function
+    again, inside the send's span, as *traced*.
+    """
     method = "send_robust" if robust else "send"
     sender = signal._fix_send_arguments(args, payload)  # bad arguments fail in the caller
     where = caller()
     if where is Caller.WORKER_THREAD:
-        return anyio.from_thread.run(_send_on_loop, signal, robust, sender, payload)
-    plan = prepare(signal, sender, payload)
-    if not plan:
-        return []
+        # Traced: the loop's side continues this thread's trace (the request's).
+        carrier = None if _trace.tracer is None else _trace.capture()
+        return anyio.from_thread.run(_send_on_loop, signal, robust, sender, payload, carrier)
+    if traced is None:
+        plan = prepare(signal, sender, payload)
+        if not plan:
+            return []
+        if _trace.tracer is not None:
+            # (No closure here: its cells would slow every untraced send down.)
+            again = functools.partial(run, signal, robust, (sender,), payload)
+            return _trace.run_sync(signal, f"{method}_sync", plan, again)
+    else:
+        plan = traced
     if inline(plan):
         return run_inline(signal, plan, sender, payload, robust)
     if where is Caller.EVENT_LOOP:
@@ -71,13 +90,38 @@ def run(
 
 
 async def _send_on_loop(
-    signal: AsyncSignal[...], robust: bool, sender: Any, payload: dict[str, Any]
+    signal: AsyncSignal[...],
+    robust: bool,
+    sender: Any,
+    payload: dict[str, Any],
+    carrier: _trace.Carrier | None = None,
 ) -> Responses:
     # The plan is looked up again on the loop: connections may have changed meanwhile,
     # and an awaited send made now would see the same.
+    if carrier is not None:
+        return await _traced_on_loop(signal, robust, sender, payload, carrier)
     if robust:
         return await signal.send_robust(sender, **payload)
     return await signal.send(sender, **payload)
+
+
+async def _traced_on_loop(
+    signal: AsyncSignal[...],
+    robust: bool,
+    sender: Any,
+    payload: dict[str, Any],
+    carrier: _trace.Carrier,
+) -> Responses:
+    """`_send_on_loop` while traced: one ``send_sync`` span, in the worker thread's trace."""
+    with _trace.continued(carrier):
+        plan = prepare(signal, sender, payload)
+        if not plan:
+            return []
+        loop = loop_for(tuple(payload), type(plan), robust)
+        mode = "send_robust_sync" if robust else "send_sync"
+        return await _trace.run(
+            signal, mode, plan, lambda plan: loop(signal, plan, sender, payload)
+        )
 
 
 def no_event_loop(signal: AsyncSignal[...], method: str) -> RuntimeError:

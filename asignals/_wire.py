@@ -8,6 +8,9 @@ An envelope is one JSON object::
     {"v": 1, "id": "<hex>", "signal": "order_created", "sender": null,
      "payload": {...}, "origin": "<host>:<pid>:<hex>", "ts": 1767200000.25}
 
+plus, when the send was traced, ``"trace": {"traceparent": "00-...", "tracestate": "..."}``
+(the W3C trace context of the sender), which a reader that does not trace ignores.
+
 ``sender`` is ``null``, a JSON string or integer (a value sender), or ``{"$sender":
 "<name>"}`` for an object registered with the bridge under that name. Payload values are
 JSON values; a value of a registered type is ``{"$type": "<name>", "v": <json>}``, and a
@@ -81,6 +84,7 @@ class Envelope(NamedTuple):
     origin: str
     timestamp: float
     typed: bool  # the body mentions "$type": the payload needs reviving
+    trace: dict[str, str] | None = None  # the sender's trace context (W3C), when traced
 
 
 class Codecs:
@@ -354,4 +358,17 @@ def open_envelope(data: bytes, secret: bytes | None, max_bytes: int) -> Envelope
         timestamp = float(timestamp)
     except OverflowError:  # an integer too large for a float
         raise Dropped("malformed", "the envelope's ts is out of range") from None
-    return Envelope(id_, signal, sender, payload, origin, timestamp, _TAG_BYTES in body)
+    trace = envelope.get("trace")
+    if trace is not None and not (
+        type(trace) is dict and all(type(v) is str for v in trace.values())
+    ):
+        trace = None  # not ours to judge: the message is delivered without its trace
+    return Envelope(id_, signal, sender, payload, origin, timestamp, _TAG_BYTES in body, trace)
+
+
+def envelope_of(data: bytes) -> dict[str, Any]:
+    """The envelope of wire bytes made by `seal` (trusted: for the sender's own message,
+    to seal it again with its ``"trace"``, never for an incoming one)."""
+    body, _ = unseal(data, None)
+    envelope: dict[str, Any] = json.loads(body)
+    return envelope

@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from . import _trace
 from ._builtins import (
     app_started,
     app_stopping,
@@ -29,7 +30,7 @@ from ._builtins import (
     request_started,
 )
 from ._checks import check_seconds
-from ._dispatch import Loop, Watch, loop_for, prepare
+from ._dispatch import Loop, Plan, Responses, Watch, loop_for, prepare
 from ._receivers import Entry
 
 __all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "SignalMiddleware"]
@@ -268,6 +269,9 @@ class SignalMiddleware:
             # request_started.send(sender, scope=scope)
             if plan is None:
                 plan = prepare(request_started, sender, started_payload)
+                if plan and _trace.tracer is not None:
+                    await _traced_started(request_started, plan, sender, started_payload)
+                    plan = ()
             if plan:  # a failure fails the request
                 await _send_started(request_started, plan, sender, started_payload)
             try:
@@ -300,11 +304,16 @@ class SignalMiddleware:
             # receivers it has not reached yet are known when a cancellation cuts it short:
             # the loop walks an iterator of the plan.
             plan = _finished.plan
+            traced = None
             if plan is None:
                 plan = prepare(request_finished, sender, payload)
+                if plan and _trace.tracer is not None:  # run inside its span, below
+                    traced, plan = plan, ()
             remaining = iter(plan)
             try:
-                if interrupted:
+                if traced is not None:
+                    await self._finish_traced(traced, sender, payload, scope, interrupted)
+                elif interrupted:
                     await self._finish_shielded(remaining, sender, payload, scope)
                 else:
                     try:
@@ -326,6 +335,24 @@ class SignalMiddleware:
         """Whether *scope*'s path is one of exclude_paths."""
         path = scope.get("path", "")
         return path in self._exact_paths or any(p.fullmatch(path) for p in self._path_patterns)
+
+    async def _finish_traced(
+        self, plan: Plan, sender: Any, payload: dict[str, Any], scope: Scope, interrupted: bool
+    ) -> None:
+        """request_finished inside its span (`asignals._trace`), run as in `__call__`."""
+
+        async def finish(plan: Plan) -> Responses:
+            remaining = iter(plan)
+            if interrupted:
+                await self._finish_shielded(remaining, sender, payload, scope)
+                return []
+            try:
+                return await _send_finished(request_finished, remaining, sender, payload)
+            except BaseException:
+                await self._finish_shielded(remaining, sender, payload, scope)
+                raise
+
+        await _trace.run(request_finished, "send_robust", plan, finish)
 
     async def _finish_shielded(
         self,
@@ -403,6 +430,7 @@ _FINISHED_DEFAULTS: dict[str, Any] = {
 # found once: looking them up per request (hashing the tuple of names) cost about as much
 # as a whole direct call of a receiver.
 _send_started: Loop = loop_for(("scope",))
+_traced_started: Loop = _trace.traced_loop(_send_started, "send")
 # Kept up to date by the signals: the quiet check and the plans, read per request.
 _started, _finished = Watch(request_started), Watch(request_finished)
 _exception = Watch(got_request_exception)

@@ -73,6 +73,11 @@ class Operation:
     subtract: str | None = None  # a program whose instructions both sides are taken above
 
 
+TRACING_OFF = "tracing-off/"
+"""A program's prefix: built after importing asignals.opentelemetry, not instrumented."""
+TRACING_ON = "tracing-on/"
+"""A program's prefix: run instrumented (uninstrumented after its counted runs)."""
+
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "send, 1 sync receiver",
@@ -107,6 +112,39 @@ OPERATIONS: tuple[Operation, ...] = (
         "asgi/signals_async",
         "floor middleware",
         "asgi/floor",
+        (1_000, 3_000),
+        subtract="asgi/bare",
+    ),
+    # Tracing (asignals.opentelemetry): imported and off must cost nothing, measured
+    # against the same operation in a child that has not imported it yet; on, with the
+    # SDK's tracer and meter providers (spans made and dropped: no processor, no reader).
+    Operation(
+        "send, 1 sync receiver, tracing off",
+        f"{TRACING_OFF}send/sync/1/asignals",
+        "no tracing module",
+        "send/sync/1/asignals",
+        (1_000, 3_000),
+    ),
+    Operation(
+        "send, 1 sync receiver, tracing on",
+        f"{TRACING_ON}send/sync/1/asignals",
+        "no tracing module",
+        "send/sync/1/asignals",
+        (1_000, 3_000),
+    ),
+    Operation(
+        "SignalMiddleware, 1 coroutine receiver, tracing off",
+        f"{TRACING_OFF}asgi/signals_async",
+        "no tracing module",
+        "asgi/signals_async",
+        (1_000, 3_000),
+        subtract="asgi/bare",
+    ),
+    Operation(
+        "SignalMiddleware, 1 coroutine receiver, tracing on",
+        f"{TRACING_ON}asgi/signals_async",
+        "no tracing module",
+        "asgi/signals_async",
         (1_000, 3_000),
         subtract="asgi/bare",
     ),
@@ -418,6 +456,18 @@ def summary_line(results: Results) -> str:
 
 def build(program: str) -> Batch | NotApplicable:
     """The batch a program name stands for, built as the timed section builds it."""
+    for prefix in (TRACING_OFF, TRACING_ON):
+        if program.startswith(prefix):
+            from asignals.opentelemetry import AsignalsInstrumentor
+
+            if prefix == TRACING_ON:
+                from opentelemetry.sdk.metrics import MeterProvider
+                from opentelemetry.sdk.trace import TracerProvider
+
+                AsignalsInstrumentor().instrument(
+                    tracer_provider=TracerProvider(), meter_provider=MeterProvider()
+                )
+            return build(program.removeprefix(prefix))
     parts = program.split("/")
     if parts[0] == "asgi" and len(parts) == 2 and parts[1] in ASGI_VARIANTS:
         from . import asgi, asgi_app
@@ -474,6 +524,10 @@ def main(argv: Sequence[str]) -> None:
             os.getppid()
             await batch(int(high))
             os.getppid()
+            if program.startswith(TRACING_ON):  # the next programs run untraced
+                from asignals.opentelemetry import AsignalsInstrumentor
+
+                AsignalsInstrumentor().uninstrument()
 
     asyncio.run(operate())
 

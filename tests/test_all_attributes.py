@@ -11,6 +11,7 @@ import pytest
 
 import asignals
 import asignals._builtins
+import asignals.opentelemetry
 import asignals.redis
 import asignals.sqlalchemy
 import asignals.testing
@@ -38,7 +39,7 @@ def defined_names(module: ModuleType) -> set[str]:
 
 @pytest.mark.parametrize(
     "module",
-    [asignals, asignals.testing, asignals.redis, asignals.sqlalchemy],
+    [asignals, asignals.testing, asignals.redis, asignals.sqlalchemy, asignals.opentelemetry],
     ids=lambda m: m.__name__,
 )
 def test_all_is_sorted_unique_and_complete(module: ModuleType) -> None:
@@ -161,3 +162,8 @@ def test_redis_objects_report_the_package_as_module(name: str) -> None:
         assert value.__module__ == "asignals"
     elif not isinstance(value, AsyncSignal):  # a signal instance has no module of its own
         assert value.__module__ == "asignals.redis"
+
+
+def test_the_opentelemetry_module_exports_the_instrumentor() -> None:
+    assert asignals.opentelemetry.__all__ == ["AsignalsInstrumentor"]
+    assert asignals.opentelemetry.AsignalsInstrumentor.__module__ == "asignals.opentelemetry"

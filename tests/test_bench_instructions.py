@@ -215,3 +215,31 @@ def test_a_smoke_run_counts_on_this_python_only() -> None:
     assert instructions.interpreters(quick) == [sys.executable]
     assert instructions.interpreters(full) == [sys.executable, "/usr/bin/python3.13"]
     assert len(instructions.operations(quick)) < len(instructions.operations(full))
+
+
+def test_tracing_rows_compare_with_the_untraced_operation() -> None:
+    traced = [op for op in instructions.OPERATIONS if "tracing" in op.label]
+    assert [op.label.rsplit(", ", 1)[1] for op in traced] == [
+        "tracing off",
+        "tracing on",
+        "tracing off",
+        "tracing on",
+    ]
+    for op in traced:
+        prefix = instructions.TRACING_OFF if op.label.endswith("off") else instructions.TRACING_ON
+        assert op.program == prefix + op.baseline_program  # the same operation, untraced
+
+
+def test_the_tracing_programs_run_and_leave_tracing_off() -> None:
+    # In a child, as callgrind runs them: instrumented for its counted runs only.
+    code = (
+        "from benchmarks import instructions; from asignals import _trace\n"
+        "instructions.main(['2', '4', 'tracing-on/send/sync/1/asignals',"
+        " 'tracing-off/asgi/signals_async'])\n"
+        "assert _trace.tracer is None\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""

@@ -162,3 +162,59 @@ def test_caller_in_a_thread_of_asyncios_own_executor() -> None:
         return await asyncio.get_running_loop().run_in_executor(None, dispatch.caller)
 
     assert asyncio.run(main()) is dispatch.Caller.NO_LOOP
+
+
+class RecordingTracer:
+    """A tracer as asignals._trace sees one: records the sends it is asked to trace."""
+
+    def __init__(self) -> None:
+        self.sends: list[tuple[str, str, int]] = []
+
+    def send(self, signal: Any, mode: str, plan: Any) -> None:
+        self.sends.append((signal.name, mode, len(plan)))
+        return  # traced by nobody: the send runs as it is
+
+    def capture(self) -> dict[str, str]:
+        return {"traceparent": "captured"}
+
+
+@pytest.mark.anyio
+async def test_a_tracer_sees_every_send_of_every_signal_while_installed() -> None:
+    from asignals import _trace
+
+    def receiver(**kwargs: Any) -> str:
+        return "done"
+
+    before = AsyncSignal("before")
+    before.connect(receiver, weak=False)
+    await before.send("shop")
+    await before.send("shop")  # reuses its prepared send
+    watch = dispatch.Watch(before)
+    plans = [watch.plan]
+    tracer = RecordingTracer()
+    assert not dispatch.traced()
+    _trace.install(tracer)  # type: ignore[arg-type]
+    try:
+        assert dispatch.traced()
+        plans.append(watch.plan)
+        after = AsyncSignal("after")
+        after.connect(receiver, weak=False)
+        await before.send("shop")
+        await before.send_robust("shop")
+        await after.gather("shop")
+        await after.gather_robust("shop")
+        assert _trace.capture() == {"traceparent": "captured"}
+    finally:
+        _trace.install(None)
+    plans.append(watch.plan)
+    await before.send("shop")
+    assert tracer.sends == [
+        ("before", "send", 1),
+        ("before", "send_robust", 1),
+        ("after", "gather", 1),
+        ("after", "gather_robust", 1),
+    ]
+    assert [plan is not None for plan in plans] == [True, False, True]
+    assert _trace.capture() is None
+    with _trace.continued({"traceparent": "x"}):  # off: nothing to continue
+        pass

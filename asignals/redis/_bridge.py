@@ -127,7 +127,9 @@ class RedisBridge:
         writer = Writer(self, health, counters, settings.batch)
         lifecycle = Lifecycle(self, settings, self.consumer, health, writer, messages, counters)
         self._lifecycle = lifecycle
-        hook = functools.partial(BridgeHook, encode=lifecycle.encode, put=writer.put)
+        hook = functools.partial(
+            BridgeHook, encode=lifecycle.encode, put=writer.put, seal=messages.seal
+        )
         self._routes = Routes(self, settings, hook)
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .. import _wire
+from .. import _trace, _wire
 from ._client import CONNECTION_ERRORS, close_quietly, text
 from ._health import Health
 from ._hook import resend
@@ -135,4 +135,5 @@ class FanoutListener:
         delivery = Delivery(
             envelope.id, envelope.signal, envelope.origin, envelope.timestamp, "fanout"
         )
-        await resend(route, sender, payload, delivery, self._counters)
+        with _trace.processing("redis", route.key, envelope.id, envelope.trace):
+            await resend(route, sender, payload, delivery, self._counters)

@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import _trace, _wire
 from .._delivery import Delivery, delivering
 from .._plans import Plan, Responses
 from .._receivers import ASYNC
@@ -28,23 +29,36 @@ Encode = Callable[["Route", Any, dict[str, Any]], bytes]
 Put = Callable[["Route", bytes], Awaitable[Any]]
 """Publishes or enqueues one message, returning Redis's reply."""
 
+Seal = Callable[[dict[str, Any]], bytes]
+"""An envelope's wire bytes (signed with the bridge's secret)."""
+
 _resending: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "asignals.redis.resending", default=False
 )
 
 
-class Outgoing:
+class Outgoing(_trace.Forwarding):
     """The plan entry of one send: publishes (or enqueues) the message encoded for it."""
 
-    __slots__ = ("data", "put", "route")
+    __slots__ = ("data", "put", "route", "seal")
 
-    def __init__(self, put: Put, route: Route, data: bytes) -> None:
+    def __init__(self, put: Put, route: Route, data: bytes, seal: Seal) -> None:
         self.put = put
         self.route = route
         self.data = data
+        self.seal = seal
 
     async def __call__(self, **_: Any) -> Any:
-        return await self.put(self.route, self.data)
+        if _trace.tracer is None:
+            return await self.put(self.route, self.data)
+        return await self._traced()
+
+    async def _traced(self) -> Any:
+        """Inside a PRODUCER span, with the trace context in the message."""
+        envelope = _wire.envelope_of(self.data)
+        with _trace.producing("redis", self.route.key, envelope["id"]) as carrier:
+            data = self.data if carrier is None else self.seal({**envelope, "trace": carrier})
+            return await self.put(self.route, data)
 
     def __repr__(self) -> str:
         verb = "publish" if self.route.mode == "fanout" else "enqueue"
@@ -54,18 +68,19 @@ class Outgoing:
 class BridgeHook:
     """The send hook the bridge installs on a signal (see asignals/_hooks.py)."""
 
-    __slots__ = ("encode", "put", "route")
+    __slots__ = ("encode", "put", "route", "seal")
 
-    def __init__(self, route: Route, encode: Encode, put: Put) -> None:
+    def __init__(self, route: Route, encode: Encode, put: Put, seal: Seal) -> None:
         self.route = route
         self.encode = encode
         self.put = put
+        self.seal = seal
 
     def __call__(self, sender: Any, payload: dict[str, Any], plan: Plan) -> Plan:
         if _resending.get():  # a message from Redis, re-sent here: only the local plan
             return plan
         data = self.encode(self.route, sender, payload)
-        entry = (itertools.repeat(Outgoing(self.put, self.route, data)).__next__, ASYNC)
+        entry = (itertools.repeat(Outgoing(self.put, self.route, data, self.seal)).__next__, ASYNC)
         if self.route.mode == "queue":
             return (entry,)  # receivers run where a group consumes, not here
         return (entry, *plan)

@@ -105,6 +105,10 @@ class Messages:
             )
         return data
 
+    def seal(self, envelope: dict[str, Any]) -> bytes:
+        """An envelope's wire bytes, signed when the bridge has a secret."""
+        return _wire.seal(envelope, self._secret)
+
     # -- incoming ---------------------------------------------------------------------------
 
     def open(self, data: bytes) -> _wire.Envelope:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .. import _wire
+from .. import _trace, _wire
 from .._receivers import describe
 from . import _dead_letters
 from ._client import CONNECTION_ERRORS, ResponseError, text
@@ -218,6 +218,21 @@ class Consumer:
             await self._dead_letter(stream_id, data, f"dropped ({decoded})", count, log=False)
             return False  # acknowledged with the move
         envelope, sender, payload = decoded
+        # Inside a CONSUMER span (traced), a child of the sender's: its sends are children.
+        with _trace.processing("redis", route.key, envelope.id, envelope.trace, group.name):
+            return await self._process(stream_id, data, count, envelope, sender, payload)
+
+    async def _process(
+        self,
+        stream_id: Any,
+        data: Any,
+        count: int,
+        envelope: _wire.Envelope,
+        sender: Any,
+        payload: dict[str, Any],
+    ) -> bool:
+        """Run one decoded message; whether to acknowledge it now."""
+        route, group = self._route, self._group
         done = None
         if group.dedupe is not None:
             done = done_key(route, group.name, envelope.id)
@@ -277,6 +292,10 @@ class Consumer:
         pipe.xack(route.key, group.name, stream_id)
         await pipe.execute()
         self._counters.dead_lettered += 1
+        _trace.event(  # on the CONSUMER span of the message (when traced)
+            "dead_letter",
+            {"messaging.destination.name": dead, "error.message": error, "deliveries": deliveries},
+        )
         if log:
             logger.error(
                 "%r: message %s of %r moved to %s after %d deliveries: %s",

@@ -26,6 +26,8 @@ from ._outbox import _durable as durable
 from ._seams import (
     Prepared,
     SeamSignal,
+    capture,
+    continued,
     in_worker_thread,
     prepare,
     send_robust_inline,
@@ -66,9 +68,11 @@ def record(session: Session, frame: Frame) -> None:
         frames = session.info[_INFO_KEY] = {}
     earlier = frames.get(owner)
     if earlier is None:
-        frames[owner] = frame
+        frames[owner] = earlier = frame
     else:
         earlier.merge(frame)
+    if earlier.trace is None:  # traced: delivery continues the trace of the first flush
+        earlier.trace = capture()
 
 
 _COMMITTING = "asignals.sqlalchemy.committing"
@@ -175,7 +179,8 @@ def _after_commit(session: Session) -> None:
     frame = frames.pop(root, None) if root is not None else None
     if root is not None and frame is not None:
         _give_back_connections(root)
-        deliver(frame)
+        with continued(frame.trace):  # (nothing unless traced when it was flushed)
+            deliver(frame)
 
 
 def _give_back_connections(root: SessionTransaction) -> None:
@@ -228,6 +233,8 @@ def _end_savepoint(
         frame.committed = False
     else:
         into.merge(frame)
+        if into.trace is None:
+            into.trace = frame.trace
 
 
 handle(

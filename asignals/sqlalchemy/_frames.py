@@ -148,12 +148,15 @@ def same(old: Any, new: Any) -> bool:
 class Frame:
     """The records of one transaction (or savepoint), in first-change order."""
 
-    __slots__ = ("committed", "records", "sent")
+    __slots__ = ("committed", "records", "sent", "trace")
 
     def __init__(self) -> None:
         self.records: dict[Any, Record] = {}
         self.committed = False  # set when a savepoint is released (merged at its end)
         self.sent: list[tuple[Any, dict[str, Any]]] = []  # outbox.send rows: (outbox, row)
+        # The trace context current at its first flush, while traced (asignals._trace):
+        # its delivery after the commit continues that trace.
+        self.trace: dict[str, str] | None = None
 
     def __repr__(self) -> str:
         return f"<Frame {list(self.records.values())!r}>"

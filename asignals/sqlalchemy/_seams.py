@@ -1,7 +1,8 @@
 """What the model signals need of the asignals core: its dispatch API, in their words.
 
 `asignals.sqlalchemy` reaches the core only through public API, `asignals._dispatch` (the
-dispatch API every integration uses: docs/design.md) and the subclass hooks of
+dispatch API every integration uses: docs/design.md), the tracing seam `asignals._trace`
+(a commit's delivery continues the trace of its flush) and the subclass hooks of
 `AsyncSignal` (`_accept`, `_in_use`); this module names what it uses of them.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .. import AsyncSignal
+from .. import AsyncSignal, _trace
 from .. import _dispatch as dispatch
 from .._dispatch import Caller, Loop, Plan
 from .._receivers import describe as describe
 from .._receivers import make_ref as make_ref
+from .._trace import capture as capture
+from .._trace import continued as continued
 
 
 class SeamSignal(AsyncSignal):
@@ -57,8 +60,12 @@ def send_inline(signal: SeamSignal, sender: Any, payload: dict[str, Any]) -> Non
     """``send`` to sync receivers only, right here, whatever thread this is: ``send``
     without its check for a running event loop (a script or a sync session has none)."""
     plan = dispatch.prepare(signal, sender, payload)
-    if plan:
-        dispatch.run_inline(signal, plan, sender, payload, robust=False)
+    if not plan:
+        return
+    if dispatch.traced():
+        _send_traced(signal, "send", plan, sender, payload)
+        return
+    dispatch.run_inline(signal, plan, sender, payload, robust=False)
 
 
 def send_robust_inline(
@@ -70,6 +77,7 @@ def send_robust_inline(
     What ``send_robust_sync`` does for such plans, without deciding again, for each send,
     which thread this is. A send hook sees (and may replace) each send of its signal.
     """
+    traced = dispatch.traced()
     for signal, sender, payload in sends:
         plan: Plan
         loop: Loop | None
@@ -78,7 +86,24 @@ def send_robust_inline(
             loop = None  # the hook may make a plan of another kind
             plan = dispatch.prepare(signal, sender, payload)
         if plan:
+            if traced:
+                _send_traced(signal, "send_robust", plan, sender, payload)
+                continue
             dispatch.run_inline(signal, plan, sender, payload, robust=True, loop=loop)
+
+
+def _send_traced(
+    signal: SeamSignal, mode: str, plan: Plan, sender: Any, payload: dict[str, Any]
+) -> None:
+    """``send`` or ``send_robust`` (*mode*) of a sync *plan*, right here, in its span (a
+    function of its own: a closure's cells would slow the untraced sends down)."""
+    robust = mode == "send_robust"
+    _trace.run_sync(
+        signal,
+        mode,
+        plan,
+        lambda plan: dispatch.run_inline(signal, plan, sender, payload, robust=robust),
+    )
 
 
 def in_worker_thread() -> bool:

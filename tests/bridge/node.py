@@ -4,7 +4,8 @@ It runs a RedisBridge, prints one JSON line per event on stdout (``ready``, ``go
 ``started``, ``rss``, ``sent``) and takes JSON commands on stdin, one per line:
 ``{"send": "<signal>", "sender": ..., "payload": {...}}``, ``{"rss": true}``, and EOF to
 stop. Config keys: url, prefix, consumer, fanout (signal names), queue ({name: group or
-null}), claim_after, max_deliveries, behaviour ("ok", "fail", "hang", "slow").
+null}), claim_after, max_deliveries, behaviour ("ok", "fail", "hang", "slow"), trace (true:
+asignals.opentelemetry instrumented, each finished span printed as a ``span`` event).
 """
 
 from __future__ import annotations
@@ -34,8 +35,43 @@ def rss_kib() -> int:
     return 0  # pragma: no cover
 
 
+def trace_to_stdout() -> None:
+    """Instrument asignals; print each finished span as an event."""
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    from asignals.opentelemetry import AsignalsInstrumentor
+
+    class Printed(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            for span in spans:
+                assert isinstance(span, ReadableSpan)
+                assert span.context is not None
+                emit(
+                    event="span",
+                    name=span.name,
+                    kind=span.kind.name,
+                    trace_id=format(span.context.trace_id, "032x"),
+                    span_id=format(span.context.span_id, "016x"),
+                    parent_id=None if span.parent is None else format(span.parent.span_id, "016x"),
+                    attributes=dict(span.attributes or {}),
+                    events=[e.name for e in span.events],
+                )
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Printed()))
+    AsignalsInstrumentor().instrument(tracer_provider=provider)
+
+
 async def main(config: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if config.get("trace"):
+        trace_to_stdout()
     bridge = RedisBridge(
         config["url"],
         prefix=config["prefix"],

@@ -5,7 +5,9 @@ each run in the ``durable_seen`` table, or with ``"die": "receiver"`` kills the 
 entry), runs the outbox's relay (and a Redis bridge carrying ``durable_order_queued`` as a
 queue when ``redis_url`` is given), prints ``{"event": "ready"}``, commits the dishes named
 in ``"commit"``, and runs until its stdin closes. ``"die": "after_xadd"`` kills it after a
-relayed message reached Redis, before its row is deleted.
+relayed message reached Redis, before its row is deleted. With ``"trace": true`` it traces
+with OpenTelemetry (spans kept in memory) and prints its spans as ``{"event": "spans"}``
+when it stops.
 """
 
 from __future__ import annotations
@@ -66,6 +68,20 @@ async def main(config: dict[str, Any]) -> None:
     if config.get("die") == "after_xadd":
         _table.remove = die  # type: ignore[assignment]  # the crash between XADD and DELETE
 
+    exporter = None
+    if config.get("trace"):
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        from asignals.opentelemetry import AsignalsInstrumentor
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        AsignalsInstrumentor().instrument(tracer_provider=provider)
     async with outbox:
         if "redis_url" in config:
             from asignals.redis import RedisBridge
@@ -77,6 +93,18 @@ async def main(config: dict[str, Any]) -> None:
         else:
             await serve(config, maker)
     await engine.dispose()
+    if exporter is not None:
+        spans = [
+            {
+                "name": span.name,
+                "trace_id": span.context.trace_id,
+                "parent_id": span.parent.span_id if span.parent else None,
+                "signal": (span.attributes or {}).get("asignals.signal"),
+            }
+            for span in exporter.get_finished_spans()
+            if span.context is not None
+        ]
+        emit(event="spans", spans=spans)
 
 
 async def serve(config: dict[str, Any], maker: async_sessionmaker[Any]) -> None:

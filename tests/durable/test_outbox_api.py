@@ -355,3 +355,32 @@ async def test_the_relay_starts_once_and_stops_idempotently(sqlite: tuple[str, s
     assert await outbox.__aexit__(None, None, None) is None
     await engine.dispose()
     assert states == [False, True, False]
+
+
+@pytest.mark.anyio
+async def test_pending_rows_and_lag_are_gauges_while_traced(sqlite: tuple[str, str]) -> None:
+    from otel_support import recorded
+
+    async_url, url = sqlite
+    reset(url)
+    engine = create_async_engine(async_url)
+    outbox = Outbox(engine, metadata=Base.metadata, poll_interval=0.05)
+    maker = async_sessionmaker(engine)
+    track(maker)
+    nobody = AsyncSignal("durable_nobody_listens")  # no receiver here: the rows stay
+    try:
+        with recorded() as telemetry:
+            telemetry.instrument()
+            async with maker.begin() as session:
+                for number in range(2):
+                    outbox.send(session, nobody, None, number=number)
+            async with outbox:
+                await until(lambda: _true(bool(telemetry.points("asignals.outbox.pending"))))
+                (pending,) = telemetry.points("asignals.outbox.pending")
+                (lag,) = telemetry.points("asignals.outbox.lag")
+    finally:
+        untrack(maker)
+        await engine.dispose()
+    assert pending.value == 2
+    assert dict(pending.attributes) == {"asignals.outbox.table": "asignals_outbox"}
+    assert lag.value >= 0

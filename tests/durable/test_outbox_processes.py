@@ -65,6 +65,7 @@ class Relay:
             return False
 
     def stop(self) -> None:
+        """Close its stdin (it stops then) and wait for it; its output stays readable."""
         assert self.process.stdin is not None
         if self.process.poll() is None:
             self.process.stdin.close()
@@ -73,6 +74,9 @@ class Relay:
             except subprocess.TimeoutExpired:  # pragma: no cover
                 self.process.kill()
                 self.process.wait()
+
+    def close(self) -> None:
+        self.stop()
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             if pipe is not None:
                 pipe.close()
@@ -85,7 +89,7 @@ def relays(*configs: dict[str, Any]) -> Iterator[list[Relay]]:
         yield started
     finally:
         for relay in started:
-            relay.stop()
+            relay.close()
 
 
 def wait_until(condition: Any, what: str) -> None:
@@ -209,3 +213,45 @@ def test_a_relay_killed_between_xadd_and_delete_sends_the_same_delivery_id_again
     assert len(envelopes) == 2
     assert envelopes[0].id == envelopes[1].id  # a consumer drops the copy by its id
     assert envelopes[0].payload == {"order_id": 42}
+
+
+def test_the_relay_of_another_process_continues_the_trace_of_the_commit(
+    database: tuple[str, str],
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from asignals.opentelemetry import AsignalsInstrumentor
+
+    async_url, sync_url = database
+    engine = create_engine(sync_url)
+    outbox = Outbox(engine, metadata=Base.metadata)
+    reset(sync_url)
+    from sqlalchemy.orm import sessionmaker
+
+    maker = sessionmaker(engine)
+    track(maker)
+    provider = TracerProvider()
+    AsignalsInstrumentor().instrument(tracer_provider=provider)
+
+    @receiver(post_save, sender=Dish, outbox=outbox, weak=False)
+    def elsewhere(sender: type, **kwargs: Any) -> None:  # pragma: no cover - not run here
+        raise AssertionError("delivered in the committing process")
+
+    try:
+        tracer = provider.get_tracer("test")
+        with tracer.start_as_current_span("POST /dishes") as request, maker.begin() as session:
+            session.add(Dish(name="traced soup"))
+        context = request.get_span_context()
+    finally:
+        AsignalsInstrumentor().uninstrument()
+        post_save.disconnect(elsewhere, sender=Dish)
+        untrack(maker)
+        engine.dispose()
+    with relays({"url": async_url, "name": "relay", "trace": True}) as (relay,):
+        relay.wait_for("ready")
+        wait_until(lambda: seen(sync_url), "the delivery")
+        relay.stop()
+        spans = relay.wait_for("spans")["spans"]
+    (delivered,) = [span for span in spans if span["signal"] == "post_save"]
+    assert delivered["trace_id"] == context.trace_id  # the request's trace ...
+    assert delivered["parent_id"] == context.span_id  # ... as a child of its span

@@ -117,7 +117,8 @@ def write(session: Session, frame: Frame) -> None:
             mapper = mapper or cls
             for key, outbox in tables.items():
                 if outbox._durable_for(signal, cls):
-                    row = outbox._rows.model_row(signal, cls, payload)
+                    # The trace of the transaction's first flush (while traced).
+                    row = outbox._rows.model_row(signal, cls, payload, frame.trace)
                     rows.setdefault(key, (outbox, []))[1].append(row)
     for outbox, written in rows.values():
         connection = _connection_for(session, outbox, mapper)
@@ -166,6 +167,10 @@ def _events(frame: Frame) -> Iterator[tuple[AsyncSignal[...], type, dict[str, An
 
 def register(outbox: Outbox) -> None:
     _all.add(outbox)
+
+
+def all_outboxes() -> list[Outbox]:
+    return list(_all)
 
 
 def committed(session: Session) -> None:

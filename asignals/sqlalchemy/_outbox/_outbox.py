@@ -15,7 +15,7 @@ from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
-from ... import AsyncSignal, _wire
+from ... import AsyncSignal, _trace, _wire
 from ..._checks import check_count, check_seconds
 from ..._dispatch import named
 from .._delivery import record
@@ -25,6 +25,23 @@ from .._tracking import COMMIT_EVENTS, listen, tracked
 from . import _durable, _table
 from ._relay import Database, Relay
 from ._rows import MODEL_SIGNALS, Rows, origin_name
+
+
+def _gauges() -> list[_trace.Reading]:
+    """The pending rows and lag of each running relay's table (asignals.outbox.*)."""
+    found: list[_trace.Reading] = []
+    for outbox in _durable.all_outboxes():
+        counts = outbox._relay.counts
+        if counts is None or not outbox.running:
+            continue
+        pending, _, age = counts
+        attributes = {"asignals.outbox.table": outbox.table.name}
+        found.append(("asignals.outbox.pending", float(pending), attributes))
+        found.append(("asignals.outbox.lag", age or 0.0, attributes))
+    return found
+
+
+_trace.gauge(_gauges)
 
 
 @dataclasses.dataclass(frozen=True)

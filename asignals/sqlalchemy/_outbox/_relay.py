@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -28,7 +29,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
-from ... import AsyncSignal, _wire
+from ... import AsyncSignal, _trace, _wire
 from ..._delivery import Delivery, delivering
 from ..._dispatch import is_hooked
 from ..._receivers import describe
@@ -156,6 +157,7 @@ class Relay:
         self.stopping = False  # set by the outbox before it cancels the relay
         self._skip: dict[tuple[str, str | None], str] = {}  # what cannot be delivered here
         self._failing: str | None = None  # the kind of database error logged last
+        self.counts: tuple[int, int, float | None] | None = None  # measured while traced
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -166,6 +168,10 @@ class Relay:
             while True:
                 try:
                     await self.deliver_due()
+                    if _trace.tracer is not None:  # metrics read it (asignals.outbox.*)
+                        self.counts = await self.outbox._database.run(
+                            _table.counts, self.outbox.table
+                        )
                 except Exception as exc:  # the database is away: say it once, keep trying
                     kind = type(exc).__name__
                     if self._failing != kind:
@@ -307,7 +313,7 @@ class Relay:
             )
         if name not in MODEL_SIGNALS:
             batch.running = row.id
-            return await self._send(signal, sender, stored, delivery)
+            return await self._send(signal, sender, stored, delivery, _carrier(row.trace))
         async with outbox._database.loading() as load:
             try:
                 payload = await load(model_payload, name, sender, stored)
@@ -316,13 +322,19 @@ class Relay:
             except Exception as exc:  # e.g. a stored column the class no longer has
                 return f"its payload could not be built: {type(exc).__name__}: {exc}"
             batch.running = row.id
-            return await self._send(signal, sender, payload, delivery)
+            return await self._send(signal, sender, payload, delivery, _carrier(row.trace))
 
     async def _send(
-        self, signal: AsyncSignal[...], sender: Any, payload: Any, delivery: Delivery
+        self,
+        signal: AsyncSignal[...],
+        sender: Any,
+        payload: Any,
+        delivery: Delivery,
+        trace: dict[str, str] | None,
     ) -> str | None:
         try:
-            with delivering(delivery):
+            # (the trace of the code that wrote the row, while traced: its child)
+            with delivering(delivery), _trace.continued(trace):
                 responses = await signal.send_robust(sender, **payload)
         except anyio.get_cancelled_exc_class():
             if self.stopping:
@@ -368,6 +380,19 @@ class _Batch:
         self.delivered: list[str] = []
         self.given_back: list[str] = []  # rows this process cannot deliver
         self.running: str | None = None  # the row whose receivers are running
+
+
+def _carrier(trace: str | None) -> dict[str, str] | None:
+    """A row's stored trace context (``None``: none, or not one we can read)."""
+    if trace is None:
+        return None
+    try:
+        carrier = json.loads(trace)
+    except ValueError:
+        return None
+    if type(carrier) is dict and all(type(v) is str for v in carrier.values()):
+        return carrier
+    return None
 
 
 def _failure(responses: list[tuple[Any, Any]]) -> str | None:

@@ -24,7 +24,7 @@ import sqlalchemy
 from sqlalchemy.orm import Mapper, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
-from ... import AsyncSignal, _wire
+from ... import AsyncSignal, _trace, _wire
 from ..._dispatch import named
 from .._changes import primary_key, shape_of
 from .._senders import lazy, object_at
@@ -108,10 +108,15 @@ class Rows:
         plain: dict[str, Any] = {}
         for key, value in payload.items():
             plain[key] = self._plain(value, f"payload item {key!r}", signal)
-        return self._row(signal.name, wire_sender, _wire.escape(plain))
+        # The trace of the code that sends (while traced): the delivery continues it.
+        return self._row(signal.name, wire_sender, _wire.escape(plain), _trace.capture())
 
     def model_row(
-        self, signal: AsyncSignal[...], cls: type, payload: dict[str, Any]
+        self,
+        signal: AsyncSignal[...],
+        cls: type,
+        payload: dict[str, Any],
+        trace: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """The row of a model signal's event for its durable receivers; raises TypeError
         for a value that cannot be stored."""
@@ -143,16 +148,18 @@ class Rows:
             stored["pk_set"] = [
                 self._plain(key, "a key in pk_set", signal) for key in payload["pk_set"]
             ]
-        return self._row(signal.name, {MODEL_TAG: class_path(cls)}, stored)
+        return self._row(signal.name, {MODEL_TAG: class_path(cls)}, stored, trace)
 
-    def _row(self, name: str, sender: Any, payload: Any) -> dict[str, Any]:
+    def _row(
+        self, name: str, sender: Any, payload: Any, trace: dict[str, str] | None
+    ) -> dict[str, Any]:
         return {
             "id": new_id(),
             "signal": name,
             "sender": _encoder.encode(sender),
             "payload": _encoder.encode(payload),
             "origin": self.origin,
-            "trace": None,
+            "trace": None if trace is None else _encoder.encode(trace),
         }
 
     def _key(self, instance: Any) -> Any:
