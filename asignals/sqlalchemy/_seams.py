@@ -13,6 +13,8 @@ from typing import Any
 from .. import AsyncSignal
 from .. import _dispatch as dispatch
 from .._dispatch import Caller, Loop, Plan
+from .._dispatch import Watch as Watch
+from .._dispatch import is_hooked as is_hooked
 from .._receivers import describe as describe
 from .._receivers import make_ref as make_ref
 
