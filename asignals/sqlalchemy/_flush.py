@@ -29,7 +29,7 @@ from ._changes import (
 )
 from ._compat import await_, in_greenlet
 from ._delivery import note_expired, record
-from ._frames import Changes, Frame
+from ._frames import Changes, Frame, Saved
 from ._interest import Seen, commit, interest, interest_of
 from ._signals import m2m_changed, post_save, pre_delete, pre_save
 from ._tracking import handle
@@ -136,14 +136,16 @@ def after_flush(session: Session, flush_context: Any) -> None:
             if wanted:
                 if state.expired_attributes:
                     expired.append(state)
+                # A flush's own frame meets each object once (a pending one is not among
+                # the identity map's modified): no record to merge with.
                 if created:
-                    frame.saved(state, instance, True, {})
+                    frame.records[state] = Saved(instance, True, {})
                 else:
                     changed = changes(state, shape, instance.__dict__)
                     if written and state in written:
                         changed.update(written[state])
                     if changed:
-                        frame.saved(state, instance, False, changed)
+                        frame.records[state] = Saved(instance, False, changed)
             if links:
                 _record_links(frame, flush_context, state, instance, shape)
     for state, instance in list(deleted.items()) if deleted else ():

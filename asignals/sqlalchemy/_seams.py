@@ -74,13 +74,23 @@ def send_robust_inline(
     """
     for signal, sender, payload in sends:
         plan: Plan
-        loop: Loop | None
         plan, loop = prepared[signal, sender]
         if dispatch.is_hooked(signal):
-            loop = None  # the hook may make a plan of another kind
-            plan = dispatch.prepare(signal, sender, payload)
-        if plan:
-            dispatch.run_inline(signal, plan, sender, payload, robust=True, loop=loop)
+            plan = dispatch.prepare(signal, sender, payload)  # maybe of another kind
+            if plan:
+                dispatch.run_inline(signal, plan, sender, payload, robust=True)
+        elif plan:
+            # What run_inline does with a loop at hand, without a call per send: the
+            # robust loop over sync receivers finishes at its first step.
+            coroutine = loop(signal, plan, sender, payload)
+            try:
+                coroutine.send(None)
+            except StopIteration:
+                continue
+            coroutine.close()  # pragma: no cover - a plan of sync receivers never suspends
+            raise AssertionError(
+                f"{signal!r}: a send of sync receivers suspended"
+            )  # pragma: no cover
 
 
 def in_worker_thread() -> bool:
