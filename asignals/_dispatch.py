@@ -47,11 +47,21 @@ __all__ = [
     "is_hooked",
     "is_idle",
     "loop_for",
+    "named",
     "plan_for",
     "prepare",
     "run_inline",
     "version",
 ]
+
+
+def named(name: str) -> list[AsyncSignal[...]]:
+    """The live signals created with *name* (a relay finds a stored event's signal so;
+    more than one means the name is ambiguous in this process)."""
+    from ._signal import _named
+
+    found = _named.get(name)
+    return list(found) if found is not None else []
 
 
 def prepare(signal: AsyncSignal[...], sender: Any, payload: dict[str, Any]) -> Plan:

@@ -66,6 +66,10 @@ class SignalStatistics:
     delivered after a commit. Each one is work that did not happen; alert when it grows."""
 
 
+_named: dict[str, weakref.WeakSet[AsyncSignal[...]]] = {}
+"""The named signals alive in this process, by name (`asignals._dispatch.named`)."""
+
+
 class AsyncSignal(Connections, Generic[P]):
     """An event that async code can ``await`` receivers for.
 
@@ -96,6 +100,10 @@ class AsyncSignal(Connections, Generic[P]):
     name: str | None
     """The name given to the constructor (``None`` for an unnamed signal)."""
 
+    _listed = True
+    """Found by its name (`asignals._dispatch.named`: how an outbox's relay finds the
+    signal of a stored event); a subclass for internal use says False."""
+
     def __init__(
         self,
         name: str | None = None,
@@ -109,6 +117,8 @@ class AsyncSignal(Connections, Generic[P]):
             )
         self.name = name
         self._origin = _origin(self) if name is None else None
+        if name is not None and self._listed:
+            _named.setdefault(name, weakref.WeakSet()).add(self)
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
         ):
@@ -189,6 +199,7 @@ class AsyncSignal(Connections, Generic[P]):
         dispatch_uid: Hashable | None = None,
         to_thread: bool = False,
         timeout: float | None = None,
+        outbox: Any = None,
     ) -> R:
         """Connect *receiver*, to be called on every send from *sender* (``None``: any).
 
@@ -208,11 +219,14 @@ class AsyncSignal(Connections, Generic[P]):
             to_thread: Run a blocking sync receiver in a worker thread.
             timeout: Seconds a coroutine (or ``to_thread``) receiver may take before it is
                 cancelled and ``TimeoutError`` is raised in its place.
+            outbox: An `asignals.sqlalchemy.Outbox`: the receiver becomes durable. Only
+                the model signals ``post_save``, ``post_delete`` and ``m2m_changed`` take
+                it; any other signal is sent durably with ``outbox.send()``.
 
         Raises:
             TypeError: *receiver* is not callable, lacks ``**kwargs``, or cannot be weakly
                 referenced with ``weak=True``; *dispatch_uid* is unhashable; *timeout* is
-                not a number.
+                not a number; *outbox* is given for a signal that takes none.
             ValueError: *timeout* is not a positive number, *timeout* is asked of an inline
                 sync receiver, or *to_thread* of a coroutine receiver.
 
@@ -224,6 +238,13 @@ class AsyncSignal(Connections, Generic[P]):
             order_paid.connect(bump_metrics, sender=Shop)
             ```
         """
+        if outbox is not None:
+            raise TypeError(
+                f"{self!r}.connect(outbox=...): only the model signals post_save, post_delete "
+                f"and m2m_changed (asignals.sqlalchemy) have durable receivers; connect "
+                f"{describe(receiver)} without outbox= and send durably with "
+                f"outbox.send(session, {self.label}, sender, **payload) in the transaction"
+            )
         is_async = self._check_receiver(receiver, to_thread, timeout)
         self._accept(receiver, is_async, to_thread)
         if dispatch_uid is not None:
@@ -666,6 +687,7 @@ def receiver(
     dispatch_uid: Hashable | None = None,
     to_thread: bool = False,
     timeout: float | None = None,
+    outbox: Any = None,
 ) -> Callable[[Callable[Q, T]], Callable[Q, T]]: ...
 
 
@@ -678,6 +700,7 @@ def receiver(
     dispatch_uid: Hashable | None = None,
     to_thread: bool = False,
     timeout: float | None = None,
+    outbox: Any = None,
 ) -> Callable[[R], R]: ...
 
 
@@ -689,6 +712,7 @@ def receiver(
     dispatch_uid: Hashable | None = None,
     to_thread: bool = False,
     timeout: float | None = None,
+    outbox: Any = None,
 ) -> Callable[[R], R]:
     """Decorator connecting the function below it to one signal or to each of several.
 
@@ -707,6 +731,9 @@ def receiver(
     if not signals or not all(isinstance(item, AsyncSignal) for item in signals):
         raise TypeError(f"@receiver() takes an AsyncSignal or a list of them, got {signal!r}")
 
+    # outbox= only when given: a subclass's connect() need not know of it.
+    durable: dict[str, Any] = {} if outbox is None else {"outbox": outbox}
+
     def connect_to_all(func: R) -> R:
         for item in signals:
             item.connect(
@@ -716,6 +743,7 @@ def receiver(
                 dispatch_uid=dispatch_uid,
                 to_thread=to_thread,
                 timeout=timeout,
+                **durable,
             )
         return func
 

@@ -114,14 +114,23 @@ def test_builtin_signals_are_distinct() -> None:
 def test_sqlalchemy_module_exports_the_model_signals() -> None:
     signals = {"m2m_changed", "post_delete", "post_init", "post_save", "pre_delete", "pre_init"}
     signals |= {"post_bulk_insert", "post_bulk_update", "post_bulk_delete"}
-    assert asignals.sqlalchemy.__all__ == sorted({*signals, "pre_save", "track", "untrack"})
+    outbox = {"Outbox", "OutboxDeadLetter", "OutboxStatistics"}
+    assert asignals.sqlalchemy.__all__ == sorted(
+        {*signals, *outbox, "pre_save", "track", "untrack"}
+    )
     for name in {*signals, "pre_save"}:
         signal = getattr(asignals.sqlalchemy, name)
         assert isinstance(signal, AsyncSignal)
         assert signal.name == name
         assert signal.__doc__
-    for name in ("track", "untrack"):
+    for name in ("track", "untrack", *outbox):
         assert getattr(asignals.sqlalchemy, name).__module__ == "asignals.sqlalchemy"
+
+
+def test_deliveries_are_core_api_and_the_bridge_re_exports_them() -> None:
+    assert asignals.Delivery.__module__ == "asignals"
+    assert asignals.redis.Delivery is asignals.Delivery
+    assert asignals.redis.current_delivery is asignals.current_delivery
 
 
 def test_a_missing_extra_names_the_distribution_and_the_extra() -> None:
@@ -148,5 +157,7 @@ def test_importing_asignals_redis_without_redis_py_names_the_extra() -> None:
 @pytest.mark.parametrize("name", asignals.redis.__all__)
 def test_redis_objects_report_the_package_as_module(name: str) -> None:
     value = getattr(asignals.redis, name)
-    if not isinstance(value, AsyncSignal):  # a signal instance has no module of its own
+    if name in ("Delivery", "current_delivery"):  # the core's, re-exported
+        assert value.__module__ == "asignals"
+    elif not isinstance(value, AsyncSignal):  # a signal instance has no module of its own
         assert value.__module__ == "asignals.redis"

@@ -27,14 +27,14 @@ The bridge needs redis-py's asyncio client (the ``redis`` extra) and an asyncio 
 (uvloop included); trio is not supported by redis-py.
 """
 
+from .._delivery import Delivery as Delivery
+from .._delivery import current_delivery as current_delivery
 from ._bridge import RedisBridge as RedisBridge
 from ._health import bridge_connected as bridge_connected
 from ._health import bridge_disconnected as bridge_disconnected
-from ._hook import current_delivery as current_delivery
 from ._types import BridgeConnectionError as BridgeConnectionError
 from ._types import BridgeStatistics as BridgeStatistics
 from ._types import DeadLetter as DeadLetter
-from ._types import Delivery as Delivery
 
 __all__ = [
     "BridgeConnectionError",
@@ -52,9 +52,7 @@ for _name in (
     "BridgeConnectionError",
     "BridgeStatistics",
     "DeadLetter",
-    "Delivery",
     "RedisBridge",
-    "current_delivery",
 ):
     globals()[_name].__module__ = __name__
 del _name

@@ -4,7 +4,7 @@
 * `_hook`: a send of a carried signal reaches the writer, a message from Redis reaches
   the local receivers;
 * `_messages`: sends encoded, messages from Redis decoded or dropped, in the format of
-  `_wire` (the envelope and the value codecs);
+  `asignals._wire` (the envelope and the value codecs, shared with the outbox);
 * `_lifecycle`: start and stop, and the task group that owns every background task;
 * `_writer`: the pipelined writer every send's message goes through;
 * `_fanout`: the pub/sub listener;

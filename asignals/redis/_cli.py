@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from . import _dead_letters, _wire
+from .. import _wire
+from . import _dead_letters
 from ._client import CONNECTION_ERRORS, close_quietly, connect, text
 from ._routes import key_of
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from . import _wire
+from .. import _wire
 from ._client import CONNECTION_ERRORS, close_quietly, text
 from ._health import Health
 from ._hook import resend

@@ -14,9 +14,10 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .._delivery import Delivery, delivering
 from .._plans import Plan, Responses
 from .._receivers import ASYNC
-from ._types import Counters, Delivery
+from ._types import Counters
 
 if TYPE_CHECKING:
     from ._routes import Route
@@ -30,23 +31,6 @@ Put = Callable[["Route", bytes], Awaitable[Any]]
 _resending: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "asignals.redis.resending", default=False
 )
-_delivery: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
-    "asignals.redis.delivery", default=None
-)
-
-
-def current_delivery() -> Delivery | None:
-    """The `Delivery` a receiver is running for, or ``None`` for a plain local send.
-
-    Example:
-        ```python
-        async def on_order(sender, **kwargs):
-            delivery = current_delivery()
-            if delivery is not None and delivery.delivery_count > 1:
-                logger.info("retry %d of %s", delivery.delivery_count, delivery.id)
-        ```
-    """
-    return _delivery.get()
 
 
 class Outgoing:
@@ -98,15 +82,12 @@ async def resend(
     counters: Counters,
 ) -> Responses:
     """Run the local receivers for a message from Redis, without publishing it again."""
-    delivery_token = _delivery.set(delivery)
-    try:
+    with delivering(delivery):
         token = _resending.set(True)
         try:
             sending = route.signal.send_robust(sender, **payload)
         finally:
             _resending.reset(token)
         responses = await sending
-    finally:
-        _delivery.reset(delivery_token)
     counters.received += 1
     return responses

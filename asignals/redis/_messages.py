@@ -12,8 +12,9 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import _wire
+from .._delivery import current_delivery
 from .._receivers import describe
-from . import _wire
 from ._types import Counters, Settings
 
 if TYPE_CHECKING:
@@ -42,43 +43,28 @@ class Messages:
         self._secret = settings.secret
         self._max_bytes = settings.max_message_bytes
         self._counters = counters
-        self._senders_by_name: dict[str, Any] = {}
-        self._names_by_sender: dict[int, tuple[Any, str]] = {}
+        self.senders = _wire.Senders()
         self._logged_drops: set[str] = set()
         # The bytes this bridge's own messages start with (see _wire.echo_mark).
         self.echo, self.echo_at = _wire.echo_mark(origin, settings.secret)
 
     def register_sender(self, sender: Any, name: str) -> None:
         """Let *sender* cross under *name* (see `RedisBridge.register_sender`)."""
-        if sender is None or type(sender) in (str, int):
-            raise ValueError(f"register_sender({sender!r}): None, str and int cross as they are")
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"register_sender({describe(sender)}): name must be a string")
-        known = self._senders_by_name.get(name)
-        if known is not None and known is not sender:
-            raise ValueError(
-                f"register_sender({describe(sender)}, {name!r}): the name is already taken by "
-                f"{describe(known)}"
-            )
-        self._senders_by_name[name] = sender
-        self._names_by_sender[id(sender)] = (sender, name)
+        self.senders.register(sender, name)
 
     # -- outgoing ---------------------------------------------------------------------------
 
     def encode(self, route: Route, sender: Any, payload: dict[str, Any]) -> bytes:
         """The message of one send; raises `TypeError` or `ValueError` for what cannot cross."""
         signal = route.signal
-        if sender is None or type(sender) is str or type(sender) is int:
-            wire_sender: Any = sender
-        else:
-            known = self._names_by_sender.get(id(sender))
-            if known is None or known[0] is not sender:
-                raise TypeError(
-                    f"{signal!r}: the sender {describe(sender)} cannot cross Redis; send None, "
-                    f"a str or an int, or call bridge.register_sender(sender, 'a.name') in "
-                    f"every process"
-                )
-            wire_sender = {_wire.SENDER_TAG: known[1]}
+        try:
+            wire_sender = self.senders.plain(sender)
+        except _wire.Unrepresentable:
+            raise TypeError(
+                f"{signal!r}: the sender {describe(sender)} cannot cross Redis; send None, "
+                f"a str or an int, or call bridge.register_sender(sender, 'a.name') in "
+                f"every process"
+            ) from None
         plain: dict[str, Any] = {}
         for key, value in payload.items():
             try:
@@ -91,11 +77,18 @@ class Messages:
                 ) from None
             except RecursionError:
                 raise _too_deep(signal, key) from None
+        delivery = current_delivery()
+        if delivery is not None and delivery.mode == "outbox" and delivery.signal == route.name:
+            # An outbox relaying its row: the row's id, so that a relay that dies before
+            # deleting the row sends the same id again and a consumer can drop the copy.
+            id_ = delivery.id
+        else:
+            id_ = os.urandom(16).hex()
         envelope = {
             # "v" and "origin" first: see _wire.echo_mark.
             "v": _wire.VERSION,
             "origin": self.origin,
-            "id": os.urandom(16).hex(),
+            "id": id_,
             "signal": route.name,
             "sender": wire_sender,
             "payload": _wire.escape(plain),  # an item named "$type" is not a typed value
@@ -120,14 +113,7 @@ class Messages:
 
     def resolve_sender(self, wire_sender: Any) -> Any:
         """The sender a message names, from this process's registry; raises `_wire.Dropped`."""
-        if wire_sender is None or type(wire_sender) in (str, int):
-            return wire_sender
-        if type(wire_sender) is dict and set(wire_sender) == {_wire.SENDER_TAG}:
-            name = wire_sender[_wire.SENDER_TAG]
-            if isinstance(name, str) and name in self._senders_by_name:
-                return self._senders_by_name[name]
-            raise _wire.Dropped("unknown_sender", f"no sender is registered as {name!r}")
-        raise _wire.Dropped("malformed", "the sender is not null, a string, an int or a name")
+        return self.senders.resolve(wire_sender)
 
     def inbound(self, data: Any, route: Route, group: str | None) -> Inbound | _wire.Dropped:
         """Decode one message for *route*: the envelope, the sender and the payload, or

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
+from .. import _wire
 from .._receivers import describe
-from . import _dead_letters, _wire
+from . import _dead_letters
 from ._client import CONNECTION_ERRORS, ResponseError, text
 from ._health import Health
 from ._hook import resend

@@ -4,10 +4,11 @@ and the settings and counters its parts share."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
+from .. import _wire
 from .._checks import check_count, check_seconds
-from . import _wire
+from .._delivery import Delivery as Delivery
 
 
 class BridgeConnectionError(ConnectionError):
@@ -29,43 +30,6 @@ class BridgeConnectionError(ConnectionError):
 def not_running(signal: object, bridge: object) -> RuntimeError:
     """The error of a command for *signal* while *bridge* is stopped."""
     return RuntimeError(f"{signal!r}: {bridge!r} is not running (`async with bridge:`)")
-
-
-class Delivery(NamedTuple):
-    """What the bridge knows about the message a receiver is handling.
-
-    Read it with `current_delivery()` inside a receiver; use ``id`` (the envelope id, the
-    same in every delivery of one message) to make a queue receiver idempotent.
-
-    Attributes:
-        id: The envelope id the sending process gave the message.
-        signal: The signal's name.
-        origin: The sending bridge (``host:pid:random``).
-        timestamp: When it was sent (``time.time()`` of the sender).
-        mode: ``"fanout"`` or ``"queue"``.
-        stream_id: The Redis Streams entry id (queue), ``None`` for fanout.
-        group: The consumer group handling it (queue), ``None`` for fanout.
-        delivery_count: How many times Redis has delivered it to the group, this time
-            included (1 on the first attempt; always 1 for fanout).
-
-    Example:
-        ```python
-        async def send_receipt(sender, order_id, **kwargs):
-            delivery = current_delivery()
-            if delivery is not None and await already_sent(delivery.id):
-                return
-            ...
-        ```
-    """
-
-    id: str
-    signal: str
-    origin: str
-    timestamp: float
-    mode: Literal["fanout", "queue"]
-    stream_id: str | None = None
-    group: str | None = None
-    delivery_count: int = 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -33,6 +33,9 @@ try:
     from . import _bulk, _delivery, _flush  # noqa: F401
     from ._init import post_init as post_init
     from ._init import pre_init as pre_init
+    from ._outbox._outbox import Outbox as Outbox
+    from ._outbox._outbox import OutboxDeadLetter as OutboxDeadLetter
+    from ._outbox._outbox import OutboxStatistics as OutboxStatistics
     from ._signals import m2m_changed as m2m_changed
     from ._signals import post_bulk_delete as post_bulk_delete
     from ._signals import post_bulk_insert as post_bulk_insert
@@ -49,6 +52,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without SQL
     raise _missing("asignals.sqlalchemy", "SQLAlchemy 2.0.59 or later", "sqlalchemy", exc) from exc
 
 __all__ = [
+    "Outbox",
+    "OutboxDeadLetter",
+    "OutboxStatistics",
     "m2m_changed",
     "post_bulk_delete",
     "post_bulk_insert",
@@ -64,6 +70,6 @@ __all__ = [
 ]
 
 # Show users `asignals.sqlalchemy.track`, not the private module it is defined in.
-for _name in ("track", "untrack"):
+for _name in ("Outbox", "OutboxDeadLetter", "OutboxStatistics", "track", "untrack"):
     globals()[_name].__module__ = __name__
 del _name

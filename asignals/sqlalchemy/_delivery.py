@@ -22,6 +22,7 @@ from ._changes import UNREAD, shape_of
 from ._compat import await_, in_greenlet
 from ._frames import Bulk, Frame, Saved
 from ._interest import Seen, interest, interest_of
+from ._outbox import _durable as durable
 from ._seams import (
     Prepared,
     SeamSignal,
@@ -82,7 +83,21 @@ def _before_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return
     session.info[_COMMITTING] = True
+    frames = _frames_of(session)
+    root = session.get_transaction()
+    frame = frames.get(root) if frames and root is not None else None
+    if not durable.pending(frame):
+        _load_expired(session)
+        return
+    # Durable receivers (or outbox.send rows): what is pending is flushed now, so that
+    # every event of the transaction is known when the rows are written (the commit's
+    # own flush then finds nothing to do).
+    session.flush()
     _load_expired(session)
+    frames = _frames_of(session)
+    frame = frames.get(root) if frames and root is not None else None
+    if frame is not None:
+        durable.write(session, frame)
 
 
 _EXPIRED = "asignals.sqlalchemy.expired"
@@ -141,6 +156,8 @@ def _after_commit(session: Session) -> None:
     if not frames:
         return
     nested = session.get_nested_transaction()
+    if nested is None:
+        durable.committed(session)  # wakes this process's relays, if rows were written
     if nested is not None:  # a savepoint was released: its frame joins the parent's at its end
         frame = frames.get(nested)
         if frame is not None:
@@ -173,6 +190,7 @@ def _give_back_connections(root: SessionTransaction) -> None:
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         session.info.pop(_COMMITTING, None)
+        durable.discarded(session)
     frames = _frames_of(session)
     if not frames:
         return
@@ -301,22 +319,8 @@ def _sends_of(frame: Frame) -> list[Send]:
                 if deletes:
                     sends.append((post_delete, cls, {"instance": instance}))
             elif saves:
-                payload = {
-                    "instance": instance,
-                    "created": found.created,
-                    "update_fields": None if found.created else frozenset(found.changes),
-                    "changes": found.changes,  # the record is dropped after delivery
-                }
-                sends.append((post_save, cls, payload))
+                sends.append((post_save, cls, found.payload()))
             continue
-        if not links:
-            continue
-        common = {"instance": instance, "attribute": found.attribute, "model": found.model}
-        if found.removed:
-            action = "post_clear" if found.cleared and not found.added else "post_remove"
-            payload = {**common, "action": action, "pk_set": frozenset(found.removed)}
-            sends.append((m2m_changed, cls, payload))
-        if found.added:
-            payload = {**common, "action": "post_add", "pk_set": frozenset(found.added)}
-            sends.append((m2m_changed, cls, payload))
+        if links:
+            sends.extend((m2m_changed, cls, payload) for payload in found.payloads())
     return sends

@@ -31,6 +31,7 @@ from ._compat import await_, in_greenlet
 from ._delivery import note_expired, record
 from ._frames import Changes, Frame, Saved
 from ._interest import Seen, commit, interest, interest_of
+from ._interest import idle as interest_idle
 from ._signals import m2m_changed, post_save, pre_delete, pre_save
 from ._tracking import handle
 
@@ -109,7 +110,7 @@ def _send_in_flush(signal: AsyncSignal, sender: type, **payload: Any) -> None:
 
 
 def after_flush(session: Session, flush_context: Any) -> None:
-    if commit.idle:
+    if commit.idle and interest_idle():
         return
     table = interest()
     seen: Seen = {}

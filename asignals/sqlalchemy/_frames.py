@@ -46,6 +46,15 @@ class Saved:
         """An update whose every change was undone: nothing to deliver."""
         return not (self.created or self.deleted or self.changes)
 
+    def payload(self) -> dict[str, Any]:
+        """The payload of post_save for this object (not deleted)."""
+        return {
+            "instance": self.instance,
+            "created": self.created,
+            "update_fields": None if self.created else frozenset(self.changes),
+            "changes": self.changes,  # the record is dropped after delivery
+        }
+
 
 class Linked:
     """A many-to-many collection's net additions and removals of related objects."""
@@ -78,6 +87,17 @@ class Linked:
     @property
     def empty(self) -> bool:
         return not (self.added or self.removed)
+
+    def payloads(self) -> list[dict[str, Any]]:
+        """The payloads of the post_* m2m_changed sends for this collection."""
+        found = []
+        common = {"instance": self.instance, "attribute": self.attribute, "model": self.model}
+        if self.removed:
+            action = "post_clear" if self.cleared and not self.added else "post_remove"
+            found.append({**common, "action": action, "pk_set": frozenset(self.removed)})
+        if self.added:
+            found.append({**common, "action": "post_add", "pk_set": frozenset(self.added)})
+        return found
 
 
 class Bulk:
@@ -128,11 +148,12 @@ def same(old: Any, new: Any) -> bool:
 class Frame:
     """The records of one transaction (or savepoint), in first-change order."""
 
-    __slots__ = ("committed", "records")
+    __slots__ = ("committed", "records", "sent")
 
     def __init__(self) -> None:
         self.records: dict[Any, Record] = {}
         self.committed = False  # set when a savepoint is released (merged at its end)
+        self.sent: list[tuple[Any, dict[str, Any]]] = []  # outbox.send rows: (outbox, row)
 
     def __repr__(self) -> str:
         return f"<Frame {list(self.records.values())!r}>"
@@ -174,6 +195,7 @@ class Frame:
 
     def merge(self, child: Frame) -> None:
         """Take in a released savepoint's records, as if they had happened here."""
+        self.sent.extend(child.sent)
         for key, record in child.records.items():
             if isinstance(record, Bulk):
                 self.records[key] = record

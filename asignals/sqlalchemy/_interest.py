@@ -17,6 +17,7 @@ from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.state import InstanceState
 
 from ._changes import Shape, shape_of
+from ._outbox import _durable as durable
 from ._seams import Watch, is_hooked
 from ._signals import m2m_changed, post_delete, post_save
 
@@ -39,12 +40,18 @@ classes only while that flush lasts."""
 class _Commit:
     """The commit signals' state, as attributes a flush reads without a call."""
 
-    __slots__ = ("hooked", "idle", "table")
+    __slots__ = ("durable_version", "hooked", "idle", "table")
 
     def __init__(self) -> None:
-        self.idle = True  # none of them has a receiver or a send hook: nothing to record
+        self.idle = True  # none of them has a receiver or a send hook (durable ones aside)
         self.hooked = False  # one of them has a send hook: ask afresh (see `interest`)
         self.table: Table = weakref.WeakKeyDictionary()
+        self.durable_version: int | None = None  # the outboxes' receivers the table knows
+
+
+def idle() -> bool:
+    """Nothing to record: no receiver, send hook or durable receiver of a commit signal."""
+    return commit.idle and not durable.active()
 
 
 commit = _Commit()
@@ -85,7 +92,14 @@ def interest() -> Table:
     A hook (a test's capture, a bridge) can change what it observes in place: while one
     is installed, every flush and commit asks afresh.
     """
-    return weakref.WeakKeyDictionary() if commit.hooked else commit.table
+    if commit.hooked:
+        return weakref.WeakKeyDictionary()
+    if durable.active():  # durable receivers (an outbox's) are not the signals' own
+        version = durable.version()
+        if commit.durable_version != version:
+            commit.table = weakref.WeakKeyDictionary()
+            commit.durable_version = version
+    return commit.table
 
 
 def interest_in(table: Table, state: InstanceState[Any]) -> Interest:

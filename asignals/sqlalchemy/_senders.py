@@ -18,7 +18,6 @@ import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.orm import Mapper
 
-from .. import AsyncSignal
 from ._seams import make_ref
 
 if TYPE_CHECKING:
@@ -94,8 +93,7 @@ class _LazySenders:
         for signal, ref, options in entries or ():
             receiver = ref()
             if receiver is not None:
-                AsyncSignal.connect(signal, receiver, class_, **options)
-                signal._connected(class_)
+                signal._connect_mapped(receiver, class_, options)
 
     def _on_configured(self) -> None:
         with self._lock:

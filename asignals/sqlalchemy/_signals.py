@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-from ._seams import SeamSignal
+from .. import AsyncSignal
+from ._outbox import _durable as durable
+from ._seams import SeamSignal, describe
 from ._senders import lazy
 from ._tracking import BULK_EVENTS, COMMIT_EVENTS, FLUSH_EVENTS, listen, watch_updates
 
@@ -26,10 +28,16 @@ class _ModelSignal(SeamSignal):
     """
 
     def __init__(
-        self, name: str, *, events: frozenset[str] = frozenset(), doc: str | None = None
+        self,
+        name: str,
+        *,
+        events: frozenset[str] = frozenset(),
+        durable: bool = False,
+        doc: str | None = None,
     ) -> None:
         super().__init__(name, doc=doc)
         self._session_events = events  # listened to on tracked sessions once in use
+        self._takes_outbox = durable  # may have durable receivers (connect(outbox=...))
 
     def connect(
         self,
@@ -40,13 +48,17 @@ class _ModelSignal(SeamSignal):
         dispatch_uid: Hashable | None = None,
         to_thread: bool = False,
         timeout: float | None = None,
+        outbox: Any = None,
     ) -> _R:
-        options = {
+        options: dict[str, Any] = {
             "weak": weak,
             "dispatch_uid": dispatch_uid,
             "to_thread": to_thread,
             "timeout": timeout,
         }
+        if outbox is not None:
+            self._check_outbox(receiver, outbox)
+            options["outbox"] = outbox
         if type(sender) is str:
             mapped = lazy.resolve(sender)
             if mapped is None:
@@ -54,9 +66,32 @@ class _ModelSignal(SeamSignal):
                 lazy.add(self, sender, receiver, options)
                 return receiver
             sender = mapped
-        connected = super().connect(receiver, sender, **options)  # type: ignore[arg-type]
+        self._connect_mapped(receiver, sender, options)
+        return receiver
+
+    def _connect_mapped(self, receiver: Any, sender: Any, options: dict[str, Any]) -> None:
+        """Connect *receiver* for *sender*, a mapped class (or None), durably if the
+        options name an outbox."""
+        outbox = options.get("outbox")
+        if outbox is None:
+            AsyncSignal.connect(self, receiver, sender, **options)
+        else:
+            rest = {key: value for key, value in options.items() if key != "outbox"}
+            outbox._connect_durable(self, receiver, sender, rest)
+            self._in_use()
         self._connected(sender)
-        return connected
+
+    def _check_outbox(self, receiver: Any, outbox: Any) -> None:
+        if not self._takes_outbox:
+            raise TypeError(
+                f"{self!r}.connect(outbox=...): only post_save, post_delete and m2m_changed "
+                f"have durable receivers; connect {describe(receiver)} to one of those, or "
+                f"without outbox="
+            )
+        if not callable(getattr(outbox, "_connect_durable", None)):
+            raise TypeError(
+                f"{self!r}.connect(outbox=...) takes an asignals.sqlalchemy.Outbox, got {outbox!r}"
+            )
 
     def _connected(self, sender: Any) -> None:
         """A receiver is connected for *sender* (a mapped class, or None for any)."""
@@ -75,13 +110,27 @@ class _ModelSignal(SeamSignal):
             if mapped is None:
                 return False
             sender = mapped
-        return super().disconnect(receiver, sender, dispatch_uid=dispatch_uid)
+        found = super().disconnect(receiver, sender, dispatch_uid=dispatch_uid)
+        if self._takes_outbox and durable.active():
+            found = durable.disconnect(self, receiver, sender, dispatch_uid) or found
+        return found
 
     def _in_use(self) -> None:
         listen(self._session_events)  # the first receiver (or capture): its events are needed
 
+    def _idle(self) -> bool:
+        return super()._idle() and not (self._takes_outbox and durable.active())
+
     def _wanted(self, sender: type) -> bool:
-        return self.has_listeners(sender)
+        if self.has_listeners(sender):
+            return True
+        return self._takes_outbox and durable.active() and durable.wanted(self, sender)
+
+    def _plans_version(self) -> Any:
+        version = super()._plans_version()
+        if self._takes_outbox and durable.active():
+            return (version, durable.version())
+        return version
 
 
 class _SaveSignal(_ModelSignal):
@@ -106,6 +155,7 @@ pre_save = _ModelSignal(
 post_save = _SaveSignal(
     "post_save",
     events=COMMIT_EVENTS,
+    durable=True,
     doc="After the outermost commit, once per inserted or updated object; payload "
     "instance, created, update_fields, changes (merged over the transaction).",
 )
@@ -117,11 +167,13 @@ pre_delete = _ModelSignal(
 post_delete = _ModelSignal(
     "post_delete",
     events=COMMIT_EVENTS,
+    durable=True,
     doc="After the outermost commit, once per deleted object; payload instance.",
 )
 m2m_changed = _ModelSignal(
     "m2m_changed",
     events=FLUSH_EVENTS | COMMIT_EVENTS,
+    durable=True,
     doc="A many-to-many collection changed; payload instance, action ('pre_add', "
     "'pre_remove', 'pre_clear' in the flush; 'post_add', 'post_remove', 'post_clear' after "
     "the commit), attribute, model, pk_set.",

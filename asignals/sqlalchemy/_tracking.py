@@ -97,6 +97,11 @@ def untrack(target: _Target = None) -> None:
         _relisten()
 
 
+def tracked(session: Session) -> bool:
+    """Whether *session* (a sync Session) is tracked: its commits deliver."""
+    return any(isinstance(session, listened) for _, listened, _ in list(_tracked.values()))
+
+
 def _session_class_of(target: _Target) -> tuple[type[Session], Callable[[], None]]:
     """The Session class whose events follow *target*, and how to undo any patch made."""
 

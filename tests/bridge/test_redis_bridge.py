@@ -16,11 +16,10 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from asignals import AsyncSignal
+from asignals import AsyncSignal, _wire
 from asignals.redis import (
     BridgeConnectionError,
     RedisBridge,
-    _wire,
     bridge_connected,
     bridge_disconnected,
 )

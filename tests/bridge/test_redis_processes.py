@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 import redis
 
-from asignals.redis import RedisBridge, _wire
+from asignals import _wire
+from asignals.redis import RedisBridge
 from bridge.nodes import Node, nodes, wait_until
 from bridge.redis_server import RedisServer
 

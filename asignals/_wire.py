@@ -1,6 +1,7 @@
 """The bridge's wire format: a versioned JSON envelope, value codecs, HMAC signing.
 
-Nothing here talks to Redis; `asignals.redis` moves the bytes this module makes and reads.
+Nothing here talks to Redis: `asignals.redis` moves the bytes this module makes and reads,
+and `asignals.sqlalchemy.Outbox` stores payloads with the same codecs.
 
 An envelope is one JSON object::
 
@@ -30,6 +31,8 @@ import math
 import uuid
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
+
+from ._receivers import describe
 
 VERSION: Final = 1
 TYPE_TAG: Final = "$type"
@@ -191,6 +194,49 @@ class Codecs:
                 raise Dropped("malformed", "an escaped dict that is not a list of [str, value]")
             out[pair[0]] = self.revive(pair[1])
         return out
+
+
+class Senders:
+    """The senders that cross besides None, str and int, each under a registered name,
+    as ``{"$sender": name}``."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Any] = {}
+        self._by_id: dict[int, tuple[Any, str]] = {}
+
+    def register(self, sender: Any, name: str) -> None:
+        if sender is None or type(sender) in (str, int):
+            raise ValueError(f"register_sender({sender!r}): None, str and int cross as they are")
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"register_sender({describe(sender)}): name must be a string")
+        known = self._by_name.get(name)
+        if known is not None and known is not sender:
+            raise ValueError(
+                f"register_sender({describe(sender)}, {name!r}): the name is already taken by "
+                f"{describe(known)}"
+            )
+        self._by_name[name] = sender
+        self._by_id[id(sender)] = (sender, name)
+
+    def plain(self, sender: Any) -> Any:
+        """*sender* as JSON-ready data; raises Unrepresentable for an unregistered object."""
+        if sender is None or type(sender) is str or type(sender) is int:
+            return sender
+        known = self._by_id.get(id(sender))
+        if known is None or known[0] is not sender:
+            raise Unrepresentable(describe(sender))
+        return {SENDER_TAG: known[1]}
+
+    def resolve(self, wire_sender: Any) -> Any:
+        """The sender *wire_sender* names, from this registry; raises `Dropped`."""
+        if wire_sender is None or type(wire_sender) in (str, int):
+            return wire_sender
+        if type(wire_sender) is dict and set(wire_sender) == {SENDER_TAG}:
+            name = wire_sender[SENDER_TAG]
+            if isinstance(name, str) and name in self._by_name:
+                return self._by_name[name]
+            raise Dropped("unknown_sender", f"no sender is registered as {name!r}")
+        raise Dropped("malformed", "the sender is not null, a string, an int or a name")
 
 
 def escape(plain: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,263 @@
+"""What an outbox row holds, and what a leased row becomes for the receivers.
+
+A row is a send (`outbox.send`) or a model signal's event for durable receivers, as JSON
+through the value codecs of the Redis bridge (`asignals._wire`). Senders cross as that
+bridge's do (None, str, int, registered objects), and mapped classes by their dotted path,
+``{"$model": "shop.models.Order"}``. A model event stores the object's primary key (and,
+for a deletion, its column values); its receivers get the object loaded again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy.orm import Mapper, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
+
+from ... import AsyncSignal, _wire
+from ..._dispatch import named
+from .._changes import primary_key, shape_of
+from .._senders import lazy
+from .._signals import m2m_changed, post_delete, post_save
+
+MODEL_TAG = "$model"
+INSTANCE_TAG = "$instance"
+MODEL_SIGNALS = {signal.name: signal for signal in (post_save, post_delete, m2m_changed)}
+"""The signals with durable receivers, by name (``outbox=`` works for these only)."""
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+class Unknown(Exception):
+    """A row this process cannot deliver, and cannot tell whether another can: its signal
+    (or, for a model event, its class or durable receiver) is not known here."""
+
+    def __init__(self, key: tuple[str, str | None], why: str) -> None:
+        super().__init__(why)
+        self.key = key  # what to skip: (signal, None) or (signal, sender)
+
+
+_counter = itertools.count()
+
+
+def new_id() -> str:
+    """A row id: 32 hex digits that sort in the order this process made them (rows
+    written in one transaction share their time, so the relay orders them by id)."""
+    micros = time.time_ns() // 1000
+    return f"{micros:014x}{next(_counter) & 0xFFFFFF:06x}{os.urandom(6).hex()}"
+
+
+def origin_name() -> str:
+    """Names this process in the rows it writes and the leases it takes."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(6).hex()}"
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def is_mapped_class(value: Any) -> bool:
+    return isinstance(value, type) and isinstance(sqlalchemy.inspect(value, raiseerr=False), Mapper)
+
+
+class Rows:
+    """One outbox's encoding of rows (its registered senders and types) and decoding."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.codecs = _wire.Codecs()
+        self.senders = _wire.Senders()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def send_row(
+        self, signal: AsyncSignal[...], sender: Any, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The row of ``outbox.send(session, signal, sender, **payload)``; raises TypeError
+        for a sender or a payload item that cannot be stored."""
+        assert signal.name is not None
+        if is_mapped_class(sender):
+            wire_sender: Any = {MODEL_TAG: class_path(sender)}
+        else:
+            try:
+                wire_sender = self.senders.plain(sender)
+            except _wire.Unrepresentable as exc:
+                raise TypeError(
+                    f"outbox.send({signal!r}): the sender {exc.what} cannot be stored; send "
+                    f"None, a str, an int or a mapped class, or call "
+                    f"outbox.register_sender(sender, 'a.name') in every process"
+                ) from None
+        plain: dict[str, Any] = {}
+        for key, value in payload.items():
+            plain[key] = self._plain(value, f"payload item {key!r}", signal)
+        return self._row(signal.name, wire_sender, _wire.escape(plain))
+
+    def model_row(
+        self, signal: AsyncSignal[...], cls: type, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The row of a model signal's event for its durable receivers; raises TypeError
+        for a value that cannot be stored."""
+        assert signal.name is not None
+        instance = payload["instance"]
+        stored: dict[str, Any] = {"pk": self._key(instance)}
+        if signal is post_save:
+            stored["created"] = payload["created"]
+            fields = payload["update_fields"]
+            stored["update_fields"] = None if fields is None else sorted(fields)
+            stored["changes"] = {
+                name: [
+                    self._plain(old, f"the old value of {name!r}", signal),
+                    self._plain(new, f"the new value of {name!r}", signal),
+                ]
+                for name, (old, new) in payload["changes"].items()
+            }
+        elif signal is post_delete:
+            state = instance_state(instance)
+            stored["values"] = {
+                name: self._plain(state.dict[name], f"column {name!r}", signal)
+                for name in sorted(shape_of(state).columns)
+                if name in state.dict
+            }
+        else:
+            stored["action"] = payload["action"]
+            stored["attribute"] = payload["attribute"]
+            stored["model"] = class_path(payload["model"])
+            stored["pk_set"] = [
+                self._plain(key, "a key in pk_set", signal) for key in payload["pk_set"]
+            ]
+        return self._row(signal.name, {MODEL_TAG: class_path(cls)}, stored)
+
+    def _row(self, name: str, sender: Any, payload: Any) -> dict[str, Any]:
+        return {
+            "id": new_id(),
+            "signal": name,
+            "sender": _encoder.encode(sender),
+            "payload": _encoder.encode(payload),
+            "origin": self.origin,
+            "trace": None,
+        }
+
+    def _key(self, instance: Any) -> Any:
+        key = primary_key(instance)
+        return self.codecs.plain(list(key) if type(key) is tuple else key)
+
+    def _plain(self, value: Any, where: str, signal: AsyncSignal[...]) -> Any:
+        if sqlalchemy.inspect(type(value), raiseerr=False) is not None and not isinstance(
+            value, type
+        ):
+            # A related object (a many-to-one change): stored by its class and key.
+            return {INSTANCE_TAG: [class_path(type(value)), self._key(value)]}
+        try:
+            return self.codecs.plain(value)
+        except _wire.Unrepresentable as exc:
+            raise TypeError(
+                f"{signal!r}: {where} holds {exc.what}, which the outbox cannot store as "
+                f"JSON; store JSON values, or register the type with outbox.register_type() "
+                f"or outbox.register_dataclass()"
+            ) from None
+        except RecursionError:
+            raise TypeError(
+                f"{signal!r}: {where} is nested too deeply; store a flatter value"
+            ) from None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def signal_of(
+        self, name: str, wire_sender: str, durable: Callable[[str], AsyncSignal[...] | None]
+    ) -> AsyncSignal[...]:
+        """The signal a leased row is delivered to: for a model event, the outbox's
+        durable receivers of it (*durable*); else the one signal of that name here.
+        Raises Unknown."""
+        if name in MODEL_SIGNALS:
+            found = durable(name)
+            if found is None:
+                raise Unknown((name, None), f"no durable receiver of {name} is connected here")
+            return found
+        signals = named(name)
+        if len(signals) != 1:
+            why = "no signal" if not signals else f"{len(signals)} signals"
+            raise Unknown((name, None), f"{why} named {name!r} in this process")
+        return signals[0]
+
+    def sender_of(self, name: str, wire_sender: str) -> Any:
+        """The sender of a leased row; raises Unknown (an unmapped class) or
+        `_wire.Dropped` (an unregistered sender)."""
+        plain = json.loads(wire_sender)
+        if type(plain) is dict and set(plain) == {MODEL_TAG}:
+            cls = lazy.resolve(plain[MODEL_TAG]) if type(plain[MODEL_TAG]) is str else None
+            if cls is None:
+                raise Unknown((name, wire_sender), f"no mapped class {plain[MODEL_TAG]!r} here")
+            return cls
+        return self.senders.resolve(plain)
+
+    def payload_of(self, name: str, wire_payload: str) -> Any:
+        """The stored payload: JSON with its typed values revived (not yet loaded)."""
+        return self.codecs.revive(json.loads(wire_payload))
+
+
+def load_key(pk: Any) -> Any:
+    """A stored primary key as ``Session.get`` takes it."""
+    return tuple(pk) if type(pk) is list else pk
+
+
+def model_payload(
+    name: str, cls: type, stored: dict[str, Any], get: Callable[[type, Any], Any]
+) -> dict[str, Any]:
+    """The payload a durable receiver of model signal *name* gets, with the objects
+    loaded again through *get* (``Session.get``); raises `_wire.Dropped` for a stored
+    class that is not mapped here."""
+
+    def revive(value: Any) -> Any:
+        if type(value) is dict and set(value) == {INSTANCE_TAG}:
+            path, key = value[INSTANCE_TAG]
+            return get(_mapped(path), load_key(key))
+        return value
+
+    if name == "post_delete":
+        return {"instance": detached(cls, stored["values"])}
+    instance = get(cls, load_key(stored["pk"]))
+    if name == "post_save":
+        fields = stored["update_fields"]
+        return {
+            "instance": instance,
+            "created": stored["created"],
+            "update_fields": None if fields is None else frozenset(fields),
+            "changes": {
+                key: (revive(old), revive(new)) for key, (old, new) in stored["changes"].items()
+            },
+        }
+    return {
+        "instance": instance,
+        "action": stored["action"],
+        "attribute": stored["attribute"],
+        "model": _mapped(stored["model"]),
+        "pk_set": frozenset(load_key(key) for key in stored["pk_set"]),
+    }
+
+
+def _mapped(path: str) -> type:
+    cls = lazy.resolve(path)
+    if cls is None:
+        raise _wire.Dropped("unknown_sender", f"no mapped class {path!r} here")
+    return cls
+
+
+def detached(cls: type, values: dict[str, Any]) -> Any:
+    """A detached object of *cls* holding a deleted row's stored column values."""
+    mapper: Mapper[Any] = sqlalchemy.inspect(cls)
+    instance = mapper.class_manager.new_instance()
+    for name, value in values.items():
+        set_committed_value(instance, name, value)
+    make_transient_to_detached(instance)
+    return instance
+
+
+def keys_of(rows: Sequence[Any]) -> list[str]:
+    return [row.id for row in rows]
