@@ -492,7 +492,19 @@ def build(program: str) -> Batch | NotApplicable:
         # The setup owns the receivers (weakly connected ones die with it): keep it.
         _KEPT.append(setup)
         return impl.build(setup)
-    return NotApplicable("programs are send/sync|async/N/IMPLEMENTATION or asgi/VARIANT")
+    if parts[0] == "orm" and len(parts) >= 3:
+        from . import orm
+
+        if orm.unavailable() is not None:
+            return NotApplicable(f"SQLAlchemy: {orm.unavailable()}")
+        if parts[1] == "commit" and len(parts) == 4 and parts[3] in orm.COMMIT_VARIANTS:
+            return orm.commit_program(parts[3], int(parts[2]))
+        if parts[1] == "bulk" and len(parts) == 3 and parts[2] in orm.BULK_VARIANTS:
+            return orm.bulk_program(parts[2])
+    return NotApplicable(
+        "programs are send/sync|async/N/IMPLEMENTATION, asgi/VARIANT, "
+        "orm/commit/N/VARIANT or orm/bulk/VARIANT"
+    )
 
 
 ASGI_VARIANTS = ("bare", "floor", "signals_async", "signals_sync", "noop")

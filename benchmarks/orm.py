@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
 
-from ._model import Settings
+from ._model import Batch, Settings
 
 COUNTS = (1, 10, 100)
 NO_RECEIVERS_TARGET = 1.03
@@ -174,6 +174,7 @@ def run(settings: Settings, step: Callable[[str], None]) -> list[OrmRow]:
 
 
 BULK_ROWS = 1000
+BULK_VARIANTS = ("bare", "post_bulk_update")
 
 
 @dataclass(frozen=True)
@@ -321,3 +322,117 @@ def format_targets(rows: list[OrmRow], quick: bool) -> list[str]:
         f"orm: one post_save receiver <= {ONE_RECEIVER_TARGET:.2f}x the receiver called by "
         f"hand: worst {worst_one:.2f}x ({verdict[worst_one <= ONE_RECEIVER_TARGET]})",
     ]
+
+
+# -- programs for the instructions section ---------------------------------------------------
+
+COMMIT_VARIANTS = ("untracked", "tracked", "by hand", "post_save")
+
+
+def commit_program(variant: str, n: int) -> Batch:
+    """``await batch(k)``: *k* commits of *n* changed objects, one of COMMIT_VARIANTS, as
+    :func:`run` times them; for callgrind (``orm/commit/N/VARIANT``).
+
+    Each program has a model, an engine and a session of its own, so that programs run in
+    one child do not see each other's receivers (nor the mapper listeners they leave).
+    """
+    from sqlalchemy import Integer, create_engine
+    from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
+
+    from asignals.sqlalchemy import post_save, track
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Row(Base):
+        __tablename__ = "bench_rows"
+        id = mapped_column(Integer, primary_key=True)
+        n = mapped_column(Integer, default=0, nullable=False)
+
+    class Other(Base):
+        __tablename__ = "bench_others"
+        id = mapped_column(Integer, primary_key=True)
+
+    received: list[Any] = []
+
+    def on_other(sender: Any, instance: Any, **kwargs: Any) -> None:
+        pass  # pragma: no cover - no Other is ever saved
+
+    def on_save(sender: Any, instance: Any, **kwargs: Any) -> None:
+        received.append(instance)
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    maker = sessionmaker(engine, expire_on_commit=False)
+    if variant in ("tracked", "post_save"):
+        track(maker)
+        post_save.connect(on_other, sender=Other, weak=False)
+    if variant == "post_save":
+        post_save.connect(on_save, sender=Row, weak=False)
+    session = maker()
+    objs = [Row() for _ in range(n)]
+    session.add_all(objs)
+    session.commit()
+    by_hand = variant == "by hand"
+
+    async def batch(k: int) -> None:
+        for _ in range(k):
+            for obj in objs:
+                obj.n += 1
+            session.commit()
+            if by_hand:
+                for obj in objs:
+                    new = obj.n
+                    on_save(
+                        sender=Row,
+                        instance=obj,
+                        created=False,
+                        update_fields=frozenset({"n"}),
+                        changes={"n": (new - 1, new)},
+                    )
+            received.clear()
+
+    return batch
+
+
+def bulk_program(variant: str) -> Batch:
+    """``await batch(k)``: *k* ORM-enabled UPDATEs of BULK_ROWS rows, each committed,
+    ``bare`` or with a ``post_bulk_update`` receiver, as :func:`run_bulk` times them
+    (``orm/bulk/VARIANT``)."""
+    from sqlalchemy import Integer, create_engine, insert, update
+    from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
+
+    from asignals.sqlalchemy import post_bulk_update, track
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Row(Base):
+        __tablename__ = "bench_bulk_rows"
+        id = mapped_column(Integer, primary_key=True)
+        n = mapped_column(Integer, default=0, nullable=False)
+
+    received: list[int] = []
+
+    def on_update(sender: Any, pks: Any, **kwargs: Any) -> None:
+        received.append(len(pks))
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    maker = sessionmaker(engine)
+    with maker() as session:
+        session.execute(insert(Row), [{"n": 0} for _ in range(BULK_ROWS)])
+        session.commit()
+    if variant == "post_bulk_update":
+        track(maker)
+        post_bulk_update.connect(on_update, sender=Row, weak=False)
+    statement = update(Row).values(n=Row.n + 1)
+    session = maker()
+
+    async def batch(k: int) -> None:
+        for _ in range(k):
+            session.execute(statement)
+            session.commit()
+        received.clear()
+
+    return batch

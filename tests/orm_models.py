@@ -57,6 +57,15 @@ class Order(Base):
         super().__init__(**kwargs)
 
 
+class Line(Base):
+    """A composite primary key: (order_no, line_no), in that order."""
+
+    __tablename__ = "lines"
+    order_no: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    line_no: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    item: Mapped[str] = mapped_column(String(40))
+
+
 class Stamped(Base):
     """Columns the database computes: a server default, and one on every UPDATE."""
 

@@ -243,3 +243,22 @@ def test_the_tracing_programs_run_and_leave_tracing_off() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
+
+
+def test_the_orm_programs_build_and_run_as_callgrind_runs_them() -> None:
+    """``orm/commit/N/VARIANT`` and ``orm/bulk/VARIANT`` (counted by hand, not by ``make
+    bench``): each runs its operations in a child of its own, as under callgrind."""
+    programs = [f"orm/commit/2/{variant}" for variant in ("untracked", "tracked", "by hand")]
+    programs += ["orm/commit/2/post_save", "orm/bulk/bare", "orm/bulk/post_bulk_update"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "1", "2", *programs, "orm/nothing"],
+        cwd=instructions.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [
+        "n/a\torm/nothing\tprograms are send/sync|async/N/IMPLEMENTATION, asgi/VARIANT, "
+        "orm/commit/N/VARIANT or orm/bulk/VARIANT"
+    ]

@@ -100,3 +100,39 @@ def test_sync_session_in_a_script_runs_the_hooks_receiver(
         engine.dispose()
     assert local == [order]
     assert [payload["instance"] for _, payload in hook.reached] == [order]
+
+
+def test_a_capture_a_receiver_starts_sees_the_rest_of_that_commits_sends() -> None:
+    """A commit's sends share one snapshot of the receivers, but a send hook installed
+    meanwhile (here by the first receiver) sees every send after it, as it would between
+    two plain sends."""
+    from contextlib import ExitStack
+
+    from asignals.testing import Capture, capture
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    sessions = sessionmaker(engine)
+    track(sessions)
+    later = ExitStack()
+    seen: list[str] = []
+    captured: list[Capture] = []
+
+    def on_save(instance: Order, **kwargs: Any) -> None:
+        seen.append(instance.item)
+        if len(seen) == 1:
+            captured.append(later.enter_context(capture(post_save)))
+
+    orders = [Order(item="a"), Order(item="b"), Order(item="c")]
+    post_save.connect(on_save, sender=Order)
+    try:
+        with sessions() as session:
+            session.add_all(orders)
+            session.commit()
+    finally:
+        later.close()
+        post_save.disconnect(on_save, sender=Order)
+        untrack(sessions)
+        engine.dispose()
+    assert seen == ["a", "b", "c"]
+    assert [sent.payload["instance"] for sent in captured[0]] == orders[1:]

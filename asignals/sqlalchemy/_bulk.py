@@ -44,7 +44,11 @@ def do_orm_execute(state: ORMExecuteState) -> Any:
             pks = _keys_given(_rows(state.parameters), mapper)
         else:
             matched = getattr(result, "returned_defaults_rows", None)
-            pks = _keys(matched) if isinstance(result, CursorResult) and matched else None
+            pks = (
+                _matched_keys(matched, mapper)
+                if isinstance(result, CursorResult) and matched
+                else None
+            )
             if pks is None and isinstance(result, CursorResult) and result.rowcount == 0:
                 pks = frozenset()
     if pks is not None and not pks:
@@ -80,7 +84,20 @@ def _rows(parameters: Any) -> list[Any]:
 
 
 def _keys(rows: Any) -> frozenset[Any]:
+    """Rows of primary key values, in the key's column order: a value or a tuple each."""
     return frozenset(row[0] if len(row) == 1 else tuple(row) for row in rows)
+
+
+def _matched_keys(rows: Any, mapper: Any) -> frozenset[Any]:
+    """The keys of the rows SQLAlchemy fetched with RETURNING for ``"fetch"``.
+
+    Their columns are the table's primary key in an order of SQLAlchemy's choosing, which
+    may differ from one process to the next (it was a set's): each value is read by its
+    column, never by position, for a composite key."""
+    columns = mapper.primary_key
+    if len(columns) == 1:
+        return frozenset(row[0] for row in rows)
+    return frozenset(tuple(row._mapping[column] for column in columns) for row in rows)
 
 
 def _keys_given(parameters: Any, mapper: Any) -> frozenset[Any] | None:

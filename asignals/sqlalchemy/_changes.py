@@ -22,13 +22,14 @@ from ._frames import Changes
 class Shape:
     """What a mapped class looks like to us (computed once per mapper)."""
 
-    __slots__ = ("columns", "many_to_many", "many_to_one")
+    __slots__ = ("changeable", "columns", "many_to_many", "many_to_one")
 
     def __init__(self, mapper: Mapper[Any]) -> None:
         self.columns = frozenset(prop.key for prop in mapper.column_attrs)
         self.many_to_one = frozenset(
             rel.key for rel in mapper.relationships if rel.direction is MANYTOONE
         )
+        self.changeable = self.columns | self.many_to_one  # what `changes` reports
         self.many_to_many = tuple(
             (rel.key, rel.mapper.class_)
             for rel in mapper.relationships
@@ -47,15 +48,20 @@ def shape_of(state: InstanceState[Any]) -> Shape:
     return found
 
 
-def changes(state: InstanceState[Any], shape: Shape) -> Changes:
-    """Column (and many-to-one) attributes changed since load or the last flush."""
+def changes(
+    state: InstanceState[Any], shape: Shape, current: dict[str, Any] | None = None
+) -> Changes:
+    """Column (and many-to-one) attributes changed since load or the last flush
+    (*current*: the object's ``__dict__``, when the caller has the object at hand)."""
     found: Changes = {}
     committed = state.committed_state
     if not committed:
         return found
-    current = state.dict
+    if current is None:
+        current = state.dict
+    changeable = shape.changeable
     for key, old in committed.items():
-        if key in shape.columns or key in shape.many_to_one:
+        if key in changeable:
             # Absent after a flush: set to a SQL expression, which the flush ran and then
             # expired; the value is loaded before delivery (`_delivery`).
             new = current.get(key, UNREAD)

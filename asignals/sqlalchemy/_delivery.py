@@ -21,7 +21,7 @@ from sqlalchemy.orm.state import InstanceState
 from ._changes import UNREAD, shape_of
 from ._compat import await_, committing, connections_of, in_greenlet
 from ._frames import Bulk, Frame, Saved
-from ._interest import interest, interest_in
+from ._interest import Seen, interest, interest_of
 from ._outbox import _durable as durable
 from ._seams import (
     Prepared,
@@ -332,14 +332,16 @@ def _sends_of(frame: Frame) -> list[Send]:
     """The post_* sends a committed frame makes, in order (classes without receivers skipped)."""
     sends: list[Send] = []
     table = interest()
+    seen: Seen = {}
     for found in frame.deliverable():
         if isinstance(found, Bulk):
             sends.append((found.signal, found.sender, found.payload))
             continue
         instance = found.instance
         cls = type(instance)
-        state: InstanceState[Any] = instance_state(instance)
-        saves, deletes, links, _ = table.get(state.mapper) or interest_in(table, state)
+        saves, deletes, links, _ = seen.get(cls) or interest_of(
+            table, seen, instance_state(instance)
+        )
         if isinstance(found, Saved):
             if found.deleted:
                 if deletes:

@@ -29,9 +29,10 @@ from ._changes import (
 )
 from ._compat import await_, in_greenlet
 from ._delivery import note_expired, record
-from ._frames import Changes, Frame
-from ._interest import interest, interest_in
-from ._signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
+from ._frames import Changes, Frame, Saved
+from ._interest import Seen, commit, interest, interest_of
+from ._interest import idle as interest_idle
+from ._signals import m2m_changed, post_save, pre_delete, pre_save
 from ._tracking import handle
 
 
@@ -109,9 +110,10 @@ def _send_in_flush(signal: AsyncSignal, sender: type, **payload: Any) -> None:
 
 
 def after_flush(session: Session, flush_context: Any) -> None:
-    if post_save._idle() and post_delete._idle() and m2m_changed._idle():
+    if commit.idle and interest_idle():
         return
     table = interest()
+    seen: Seen = {}
     frame: Frame | None = None  # what this flush wrote; only made for a class of interest
     written: dict[InstanceState[Any], Changes] | None = session.info.pop(_WRITTEN, None)
     expired: list[InstanceState[Any]] = []  # recorded, with attributes the flush expired
@@ -123,7 +125,7 @@ def after_flush(session: Session, flush_context: Any) -> None:
         (False, [st for st in session.identity_map._modified if st not in deleted]),
     ):
         for state in states:
-            saves, deletes, links, shape = table.get(state.mapper) or interest_in(table, state)
+            saves, deletes, links, shape = seen.get(state.class_) or interest_of(table, seen, state)
             wanted = saves or deletes  # a saved object deleted later in the transaction
             if not (wanted or links):
                 continue
@@ -135,18 +137,20 @@ def after_flush(session: Session, flush_context: Any) -> None:
             if wanted:
                 if state.expired_attributes:
                     expired.append(state)
+                # A flush's own frame meets each object once (a pending one is not among
+                # the identity map's modified): no record to merge with.
                 if created:
-                    frame.saved(state, instance, True, {})
+                    frame.records[state] = Saved(instance, True, {})
                 else:
-                    changed = changes(state, shape)
+                    changed = changes(state, shape, instance.__dict__)
                     if written and state in written:
                         changed.update(written[state])
                     if changed:
-                        frame.saved(state, instance, False, changed)
+                        frame.records[state] = Saved(instance, False, changed)
             if links:
                 _record_links(frame, flush_context, state, instance, shape)
     for state, instance in list(deleted.items()) if deleted else ():
-        saves, deletes, _, _ = table.get(state.mapper) or interest_in(table, state)
+        saves, deletes, _, _ = seen.get(state.class_) or interest_of(table, seen, state)
         if saves or deletes:
             if frame is None:
                 frame = Frame()
@@ -184,31 +188,37 @@ def before_update(mapper: Any, connection: Any, state: InstanceState[Any]) -> No
     flush runs them, then expires them and forgets their old values before `after_flush`.
     Their new values are loaded before delivery (`_delivery`).
 
-    Listened to (``raw=True``: the state) on the mappers of the classes ``post_save`` has
-    receivers for (every mapper for a receiver of every sender, or a capture), from the
-    first such connection on (`_tracking.watch_updates`). The common case, no SQL
-    expression among the values, costs one look at each changed attribute."""
-    found: Changes | None = None
-    current = state.dict
+    Listened to (``raw=True``: the state; ``retval=True``: called directly, without the
+    wrapper SQLAlchemy puts around a listener whose return value it would ignore) on the
+    mappers of the classes ``post_save`` has receivers for (every mapper for a receiver of
+    every sender, or a capture), from the first such connection on
+    (`_tracking.watch_updates`). It runs for every object the flush updates, so the common
+    case, no SQL expression among the values, is one look at each changed attribute."""
+    instance = state.obj()
+    if instance is None:  # pragma: no cover - the flush holds what it updates
+        return
+    current = instance.__dict__  # what state.dict reads, without its two calls
+    for key in state.committed_state:
+        if isinstance(current.get(key), ClauseElement):
+            break
+    else:
+        return
+    session = state.session
+    if session is None or post_save._idle():
+        return
+    found = _written_of(session, state)
+    if found is None:
+        return  # no post_save receiver for the class: nothing to note
+    columns = shape_of(state).columns
     for key, old in state.committed_state.items():
-        if not isinstance(current.get(key), ClauseElement):
-            continue
-        if found is None:
-            session = state.session
-            if session is None or post_save._idle():
-                return
-            found = _written_of(session, state)
-            if found is None:
-                return  # no post_save receiver for the class: nothing to note
-        if key in shape_of(state).columns:
+        if key in columns and isinstance(current.get(key), ClauseElement):
             found[key] = (None if old is NO_VALUE else old, UNREAD)
 
 
 def _written_of(session: Session, state: InstanceState[Any]) -> Changes | None:
     """Where the flush notes *state*'s SQL-expression columns (None: its class has no
     post_save receiver)."""
-    table = interest()
-    if not (table.get(state.mapper) or interest_in(table, state))[0]:
+    if not interest_of(interest(), {}, state)[0]:
         return None
     written: Changes = session.info.setdefault(_WRITTEN, {}).setdefault(state, {})
     return written

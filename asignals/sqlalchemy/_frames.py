@@ -163,7 +163,11 @@ class Frame:
 
     def saved(self, key: Any, instance: Any, created: bool, changes: Changes) -> None:
         """Record an INSERT (*created*) or an UPDATE; the frame keeps *changes* itself."""
-        found = self.records.get(key)
+        records = self.records
+        found = records.get(key)
+        if found is None:  # the common case: the object's first change in this frame
+            records[key] = Saved(instance, created, {} if created else changes)
+            return
         if not isinstance(found, Saved) or found.deleted:
             # New here (or a deleted row's key reused by a new row): start afresh.
             self.records.pop(key, None)

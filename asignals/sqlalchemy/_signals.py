@@ -126,12 +126,6 @@ class _ModelSignal(SeamSignal):
             return True
         return self._takes_outbox and durable.active() and durable.wanted(self, sender)
 
-    def _plans_version(self) -> Any:
-        version = super()._plans_version()
-        if self._takes_outbox and durable.active():
-            return (version, durable.version())
-        return version
-
 
 class _SaveSignal(_ModelSignal):
     """`post_save`: the updates of the classes it has receivers for are watched (a column

@@ -194,10 +194,10 @@ def watch_updates(cls: Any) -> None:
         if _watching_all:
             return
         if cls is None:
-            event.listen(Mapper, "before_update", handler, raw=True)
+            event.listen(Mapper, "before_update", handler, raw=True, retval=True)
             _watching_all = True
             return
         mapper = sqlalchemy.inspect(cls, raiseerr=False)
         if isinstance(mapper, Mapper) and mapper not in _watched:
-            event.listen(mapper, "before_update", handler, raw=True)
+            event.listen(mapper, "before_update", handler, raw=True, retval=True)
             _watched.add(mapper)
