@@ -60,6 +60,7 @@ class TypedSignal(AsyncSignal[P]):
         dispatch_uid: Any = None,
         to_thread: bool = False,
         timeout: float | None = None,
+        outbox: Any = None,
     ) -> Callable[P, T]:
         """`AsyncSignal.connect`, for receivers that accept the prototype's payload.
 
@@ -78,6 +79,7 @@ class TypedSignal(AsyncSignal[P]):
             dispatch_uid=dispatch_uid,
             to_thread=to_thread,
             timeout=timeout,
+            outbox=outbox,
         )
 
 

@@ -15,8 +15,10 @@ import enum
 import itertools
 import json
 import os
+import random
 import socket
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -50,13 +52,15 @@ class Unknown(Exception):
 
 
 _counter = itertools.count()
+_random = random.Random(os.urandom(16))  # no system call per id
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(16)))  # each worker its own
 
 
 def new_id() -> str:
     """A row id: 32 hex digits that sort in the order this process made them (rows
     written in one transaction share their time, so the relay orders them by id)."""
     micros = time.time_ns() // 1000
-    return f"{micros:014x}{next(_counter) & 0xFFFFFF:06x}{os.urandom(6).hex()}"
+    return f"{micros:014x}{next(_counter) & 0xFFFFFF:06x}{_random.getrandbits(48):012x}"
 
 
 def origin_name() -> str:
@@ -79,6 +83,7 @@ class Rows:
         self.origin = origin
         self.codecs = _wire.Codecs()
         self.senders = _wire.Senders()
+        self._model_senders: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
         # Column types beyond the wire's own (a deleted row's values, changes):
         self.codecs.register(bytes, "bytes", _b64encode, _b64decode)
         self.codecs.register(datetime.time, "time", _isoformat, datetime.time.fromisoformat)
@@ -148,25 +153,34 @@ class Rows:
             stored["pk_set"] = [
                 self._plain(key, "a key in pk_set", signal) for key in payload["pk_set"]
             ]
-        return self._row(signal.name, {MODEL_TAG: class_path(cls)}, stored, trace)
+        sender = self._model_senders.get(cls)
+        if sender is None:
+            sender = self._model_senders[cls] = _encoder.encode({MODEL_TAG: class_path(cls)})
+        return self._row(signal.name, sender, stored, trace, encoded=True)
 
     def _row(
-        self, name: str, sender: Any, payload: Any, trace: dict[str, str] | None
+        self,
+        name: str,
+        sender: Any,
+        payload: Any,
+        trace: dict[str, str] | None,
+        encoded: bool = False,
     ) -> dict[str, Any]:
         return {
             "id": new_id(),
             "signal": name,
-            "sender": _encoder.encode(sender),
+            "sender": sender if encoded else _encoder.encode(sender),
             "payload": _encoder.encode(payload),
             "origin": self.origin,
             "trace": None if trace is None else _encoder.encode(trace),
         }
 
     def _key(self, instance: Any) -> Any:
-        identity = instance_state(instance).identity  # written already: its key is known
-        key = identity if identity is not None else primary_key(instance)
+        identity: Any = instance_state(instance).identity  # written already: its key is known
+        key: Any = identity if identity is not None else primary_key(instance)
         if type(key) is tuple:
-            key = list(key) if len(key) > 1 else key[0]
+            parts: list[Any] = list(key)
+            key = parts if len(parts) > 1 else parts[0]
         return key if type(key) in _PLAIN else self.codecs.plain(key)
 
     def _plain(self, value: Any, where: str, signal: AsyncSignal[...]) -> Any:

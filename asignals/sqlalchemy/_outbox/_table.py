@@ -24,7 +24,6 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    Row,
     String,
     Table,
     Text,
@@ -132,7 +131,7 @@ def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]
         connection.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
 
 
-Leased = Row[Any]
+Leased = Any  # a Row (typed loosely: its columns are many)
 """A leased row: id, signal, sender, payload, origin, trace, created_at, attempts."""
 
 
@@ -178,7 +177,7 @@ def lease(
         .values(lease_owner=owner, lease_expires_at=clock + seconds, attempts=c.attempts + 1)
         .returning(c.id, c.signal, c.sender, c.payload, c.origin, c.trace, c.created_at, c.attempts)
     )
-    rows = list(connection.execute(statement))
+    rows: list[Leased] = [*connection.execute(statement)]
     rows.sort(key=lambda row: (row.created_at, row.id))
     return rows
 
@@ -262,7 +261,7 @@ def requeue(connection: Connection, table: Table, ids: Sequence[str] | None) -> 
     return result.rowcount
 
 
-def dead_rows(connection: Connection, table: Table, limit: int) -> list[Row[Any]]:
+def dead_rows(connection: Connection, table: Table, limit: int) -> list[Any]:
     """The dead rows, oldest failure first."""
     c = table.c
     statement = (
@@ -271,7 +270,8 @@ def dead_rows(connection: Connection, table: Table, limit: int) -> list[Row[Any]
         .order_by(c.failed_at, c.id)
         .limit(limit)
     )
-    return list(connection.execute(statement))
+    rows: list[Any] = [*connection.execute(statement)]
+    return rows
 
 
 def counts(connection: Connection, table: Table) -> tuple[int, int, float | None]:
