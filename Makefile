@@ -118,7 +118,8 @@ pytest-newest: .venv-$(NEWEST)/.installed-stamp redis-server postgres
 	.venv-$(NEWEST)/bin/pytest -q -p no:cacheprovider
 endif
 
-# SQLAlchemy 2.0 as well as the locked 2.1: the asignals.sqlalchemy tests again with the
+# SQLAlchemy 2.0 as well as the locked 2.1: the asignals.sqlalchemy tests (the outbox's
+# included) again with the
 # newest 2.0 release, in a virtualenv of their own where everything else is as locked.
 SQLALCHEMY_20 := 2.0.59
 .venv-sqlalchemy20/.installed-stamp: pyproject.toml uv.lock | $(UV)
@@ -131,7 +132,7 @@ SQLALCHEMY_20 := 2.0.59
 
 pytest-sqlalchemy20: .venv-sqlalchemy20/.installed-stamp postgres
 	@echo "== the SQLAlchemy tests on SQLAlchemy $(SQLALCHEMY_20)"
-	.venv-sqlalchemy20/bin/pytest -q -p no:cacheprovider tests/test_sqlalchemy_*.py
+	.venv-sqlalchemy20/bin/pytest -q -p no:cacheprovider tests/test_sqlalchemy_*.py tests/durable
 
 # Not part of `make test` (two runs of some 12,000 tests): SQLAlchemy's own test/orm and
 # test/ext/asyncio, from the sdist of the installed release, plainly and with track() and a
