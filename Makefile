@@ -119,8 +119,8 @@ pytest-newest: .venv-$(NEWEST)/.installed-stamp redis-server postgres
 endif
 
 # SQLAlchemy 2.0 as well as the locked 2.1: the asignals.sqlalchemy tests (the outbox's
-# included) again with the
-# newest 2.0 release, in a virtualenv of their own where everything else is as locked.
+# included) again with the newest 2.0 release, in a virtualenv of their own where
+# everything else is as locked.
 SQLALCHEMY_20 := 2.0.59
 .venv-sqlalchemy20/.installed-stamp: pyproject.toml uv.lock | $(UV)
 	$(UV) venv --quiet --clear --python "$(PYTHON_EXE)" .venv-sqlalchemy20
