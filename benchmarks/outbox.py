@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from ._model import Settings
-from .orm import _measure
+from .orm import _measure, unavailable
+
+__all__ = ["run", "unavailable", "work_units"]
 
 COMMIT_COUNTS = (1, 10)
 COMMIT_TARGET = 1.3
@@ -58,14 +60,6 @@ class RelayRow:
     per_second: float
     p50_ms: float
     p99_ms: float
-
-
-def unavailable() -> str | None:
-    try:
-        import asignals.sqlalchemy  # noqa: F401
-    except ImportError as exc:
-        return str(exc)
-    return None
 
 
 def work_units(settings: Settings) -> int:
