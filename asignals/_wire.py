@@ -266,13 +266,35 @@ def _isoformat(value: datetime.date) -> str:
 
 # One encoder: json.dumps() with any non-default option builds a new one on every call.
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# The C encoder JSONEncoder.encode builds on every call, built once. Without a check for
+# cycles: what it encodes was made by `Codecs.plain`, which cannot make one.
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)  # CPython's _json
+_c_encode: Callable[[Any, int], Any] | None = (
+    None
+    if _make_c_encoder is None
+    else _make_c_encoder(
+        None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False,
+        False,
+    )
+)  # fmt: skip
+
+
+def dumps(value: Any) -> str:
+    """*value* (JSON-ready) as compact JSON text, NaN and infinities refused."""
+    if _c_encode is None:  # pragma: no cover - CPython has the C encoder
+        return _encoder.encode(value)
+    if type(value) is str:  # (the C encoder wants a container, as encode() gives it)
+        return _encoder.encode(value)
+    return "".join(_c_encode(value, 0))
+
+
 # The C scanner, without decode()'s Python wrapper around it.
 _scan: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
 
 
 def seal(envelope: dict[str, Any], secret: bytes | None) -> bytes:
     """The wire bytes of a JSON-ready envelope (signed when there is a secret)."""
-    data = _encoder.encode(envelope).encode()
+    data = dumps(envelope).encode()
     if secret is None:
         return data
     digest = hmac.new(secret, data, hashlib.sha256).hexdigest().encode()

@@ -113,13 +113,21 @@ def write(session: Session, frame: Frame) -> None:
     tables = {outbox._key: outbox for outbox in list(_outboxes)}  # one row per table
     mapper: Any = None
     if tables:
+        # Which outboxes want each (signal, class): asked once per commit.
+        wanting: dict[tuple[Any, type], list[tuple[tuple[Any, ...], Outbox]]] = {}
+        trace = frame.trace  # the transaction's first flush's (while traced)
         for signal, cls, payload in _events(frame):
             mapper = mapper or cls
-            for key, outbox in tables.items():
-                if outbox._durable_for(signal, cls):
-                    # The trace of the transaction's first flush (while traced).
-                    row = outbox._rows.model_row(signal, cls, payload, frame.trace)
-                    rows.setdefault(key, (outbox, []))[1].append(row)
+            found = wanting.get((signal, cls))
+            if found is None:
+                found = wanting[(signal, cls)] = [
+                    (key, outbox)
+                    for key, outbox in tables.items()
+                    if outbox._durable_for(signal, cls)
+                ]
+            for key, outbox in found:
+                row = outbox._rows.model_row(signal, cls, payload, trace)
+                rows.setdefault(key, (outbox, []))[1].append(row)
     for outbox, written in rows.values():
         connection = _connection_for(session, outbox, mapper)
         _table.insert_rows(connection, outbox.table, written)

@@ -39,7 +39,11 @@ MODEL_SIGNALS = {signal.name: signal for signal in (post_save, post_delete, m2m_
 """The signals with durable receivers, by name (``outbox=`` works for these only)."""
 
 _PLAIN = frozenset({str, int, bool, float, type(None)})  # stored as they are (floats checked)
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_AS_THEY_ARE = frozenset({str, int, bool, type(None)})
+
+
+def _where(what: str, name: str) -> str:
+    return f"{what} {name!r}" if name else what
 
 
 class Unknown(Exception):
@@ -112,7 +116,7 @@ class Rows:
                 ) from None
         plain: dict[str, Any] = {}
         for key, value in payload.items():
-            plain[key] = self._plain(value, f"payload item {key!r}", signal)
+            plain[key] = self._plain(value, signal, "payload item", key)
         # The trace of the code that sends (while traced): the delivery continues it.
         return self._row(signal.name, wire_sender, _wire.escape(plain), _trace.capture())
 
@@ -132,17 +136,22 @@ class Rows:
             stored["created"] = payload["created"]
             fields = payload["update_fields"]
             stored["update_fields"] = None if fields is None else sorted(fields)
+            plain = self._plain
             stored["changes"] = {
                 name: [
-                    self._plain(old, f"the old value of {name!r}", signal),
-                    self._plain(new, f"the new value of {name!r}", signal),
+                    old
+                    if type(old) in _AS_THEY_ARE
+                    else plain(old, signal, "the old value of", name),
+                    new
+                    if type(new) in _AS_THEY_ARE
+                    else plain(new, signal, "the new value of", name),
                 ]
                 for name, (old, new) in payload["changes"].items()
             }
         elif signal is post_delete:
             state = instance_state(instance)
             stored["values"] = {
-                name: self._plain(state.dict[name], f"column {name!r}", signal)
+                name: self._plain(state.dict[name], signal, "column", name)
                 for name in sorted(shape_of(state).columns)
                 if name in state.dict
             }
@@ -151,11 +160,11 @@ class Rows:
             stored["attribute"] = payload["attribute"]
             stored["model"] = class_path(payload["model"])
             stored["pk_set"] = [
-                self._plain(key, "a key in pk_set", signal) for key in payload["pk_set"]
+                self._plain(key, signal, "a key in pk_set") for key in payload["pk_set"]
             ]
         sender = self._model_senders.get(cls)
         if sender is None:
-            sender = self._model_senders[cls] = _encoder.encode({MODEL_TAG: class_path(cls)})
+            sender = self._model_senders[cls] = _wire.dumps({MODEL_TAG: class_path(cls)})
         return self._row(signal.name, sender, stored, trace, encoded=True)
 
     def _row(
@@ -169,10 +178,10 @@ class Rows:
         return {
             "id": new_id(),
             "signal": name,
-            "sender": sender if encoded else _encoder.encode(sender),
-            "payload": _encoder.encode(payload),
+            "sender": sender if encoded else _wire.dumps(sender),
+            "payload": _wire.dumps(payload),
             "origin": self.origin,
-            "trace": None if trace is None else _encoder.encode(trace),
+            "trace": None if trace is None else _wire.dumps(trace),
         }
 
     def _key(self, instance: Any) -> Any:
@@ -183,12 +192,14 @@ class Rows:
             key = parts if len(parts) > 1 else parts[0]
         return key if type(key) in _PLAIN else self.codecs.plain(key)
 
-    def _plain(self, value: Any, where: str, signal: AsyncSignal[...]) -> Any:
+    def _plain(self, value: Any, signal: AsyncSignal[...], what: str, name: str = "") -> Any:
+        """*value* as JSON-ready data; raises TypeError naming *what* (and *name*) when it
+        cannot be stored."""
         kind = type(value)
         if kind in _PLAIN:
             return self.codecs.plain(value) if kind is float else value
         if isinstance(value, enum.Enum):
-            inner = self._plain(value.value, where, signal)
+            inner = self._plain(value.value, signal, what, name)
             return {_wire.TYPE_TAG: ENUM, "v": [class_path(kind), inner]}
         if sqlalchemy.inspect(kind, raiseerr=False) is not None and not isinstance(value, type):
             # A related object (a many-to-one change): stored by its class and key.
@@ -197,13 +208,13 @@ class Rows:
             return self.codecs.plain(value)
         except _wire.Unrepresentable as exc:
             raise TypeError(
-                f"{signal!r}: {where} holds {exc.what}, which the outbox cannot store as "
-                f"JSON; store JSON values, or register the type with outbox.register_type() "
-                f"or outbox.register_dataclass()"
+                f"{signal!r}: {_where(what, name)} holds {exc.what}, which the outbox cannot "
+                f"store as JSON; store JSON values, or register the type with "
+                f"outbox.register_type() or outbox.register_dataclass()"
             ) from None
         except RecursionError:
             raise TypeError(
-                f"{signal!r}: {where} is nested too deeply; store a flatter value"
+                f"{signal!r}: {_where(what, name)} is nested too deeply; store a flatter value"
             ) from None
 
     # -- reading ----------------------------------------------------------------------------
