@@ -1,4 +1,4 @@
-"""Mapped classes of the review tests (tests/durable/test_outbox_review.py), in a MetaData
+"""Mapped classes of the review tests (tests/durable/test_outbox_hardening.py), in a MetaData
 of their own."""
 
 from __future__ import annotations
