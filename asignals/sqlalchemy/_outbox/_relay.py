@@ -306,7 +306,7 @@ class Relay:
             stored = rows.payload_of(row.payload)
         except _wire.Dropped as dropped:
             return f"cannot be read here: {dropped.detail}"
-        if not (signal.has_listeners(sender) or is_hooked(signal)):
+        if not _heard(signal, sender):
             raise Unknown(
                 (name, row.sender),
                 f"no receiver of {name} for {describe(sender)} is connected here",
@@ -367,7 +367,7 @@ class Relay:
                 found = rows.sender_of(name, sender) if sender is not None else None
             except (Unknown, _wire.Dropped):
                 continue
-            if sender is not None and not (signal.has_listeners(found) or is_hooked(signal)):
+            if sender is not None and not _heard(signal, found):
                 continue
             del self._skip[key]
 
@@ -380,6 +380,12 @@ class _Batch:
         self.delivered: list[str] = []
         self.given_back: list[str] = []  # rows this process cannot deliver
         self.running: str | None = None  # the row whose receivers are running
+
+
+def _heard(signal: AsyncSignal[...], sender: Any) -> bool:
+    """A send of *signal* from *sender* here reaches someone: a receiver, or a send hook
+    (a Redis bridge carrying it). Else its rows are left for a relay where it does."""
+    return signal.has_listeners(sender) or is_hooked(signal)
 
 
 def _carrier(trace: str | None) -> dict[str, str] | None:
