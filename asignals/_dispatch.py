@@ -8,8 +8,11 @@ Every send goes through these few functions, in two steps:
    weak receivers that never ran). A plan is a snapshot: connecting or disconnecting later
    changes later sends only.
 2. **run** the plan, one way per mode: `loop_for(...)` gives the compiled loop that
-   ``send`` (robust or not) awaits, `run_inline` runs a plan of sync receivers right
-   here without any event loop, and gather runs it concurrently (`asignals._gather`).
+   ``send`` (robust or not) awaits, `inline_for(...)` the one that runs a plan of sync
+   receivers right here, without any event loop, as a plain call (`run_inline` looks it
+   up and calls it), `each_for(...)` the one that makes many robust sends of such a plan
+   in turn (a commit's model signals), and gather runs a plan concurrently
+   (`asignals._gather`).
 
 `AsyncSignal.send` and ``send_robust`` take a shortcut through the same two steps: a
 signal keeps its last prepared send (`Connections._ready`) for as long as it is valid and
@@ -25,12 +28,12 @@ from __future__ import annotations
 import asyncio
 import sys
 from enum import Enum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio.from_thread
 
 from . import _trace
-from ._loops import Loop, loop_for
+from ._loops import EachLoop, InlineLoop, Loop, each_for, inline_for, loop_for
 from ._plans import Plan, Responses, inline
 
 if TYPE_CHECKING:
@@ -38,13 +41,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Caller",
+    "EachLoop",
+    "InlineLoop",
     "Loop",
     "Plan",
     "Responses",
     "Watch",
     "caller",
     "check_receiver",
+    "each_for",
     "inline",
+    "inline_for",
     "is_hooked",
     "is_idle",
     "loop_for",
@@ -168,22 +175,11 @@ def run_inline(
     sender: Any,
     payload: dict[str, Any],
     robust: bool,
-    loop: Loop | None = None,
 ) -> Responses:
     """Run a plan of sync receivers only (`inline`) right here, in any thread, with or
-    without an event loop: the loop's coroutine finishes without suspending. *loop*: the
-    `loop_for` this payload's names, when the caller found it once for many sends."""
-    if loop is None:
-        loop = loop_for(tuple(payload), type(plan), robust)
-    coroutine = loop(signal, plan, sender, payload)
-    try:
-        coroutine.send(None)
-    except StopIteration as finished:
-        # Returned without a local: on Python 3.12+ the finished loop's frame links back to
-        # this one, and a local holding a returned exception would be a reference cycle.
-        return cast(Responses, finished.value)
-    coroutine.close()  # pragma: no cover - a plan of sync receivers never suspends
-    raise AssertionError(f"{signal!r}: a send of sync receivers suspended")  # pragma: no cover
+    without an event loop (a caller that runs many sends of one payload's names looks up
+    `inline_for` once and calls it)."""
+    return inline_for(tuple(payload), robust)(signal, plan, sender, payload)
 
 
 def traced() -> bool:

@@ -17,6 +17,11 @@ syntax tree of the template in `asignals._loop` and
 * for a *checked* copy, check the names first: a send may pick a copy by the payload's
   length alone, and a payload with other names is handed to `refit`;
 * for a gather's child, inline the loop into `run_part`;
+* for a plan of sync receivers run right here (`inline_for`), write a plain function,
+  not a coroutine: nothing in it awaits, and creating, stepping and finishing a coroutine
+  costs more than the loop's own work for one receiver;
+* for many robust sends of one plan, one after another (`each_for`: a commit's model
+  signals), wrap the loop in a loop over the payloads and drop the responses;
 * on Python 3.12+, write a plain send over a plan of one kind as a list comprehension,
   which the compiler inlines there (PEP 709) and which appends without a method call.
 
@@ -36,9 +41,9 @@ import linecache
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from types import CodeType, FunctionType
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from . import _loop
 from ._plans import AwaitPlan, InlinePlan, Responses
@@ -54,6 +59,12 @@ ChildLoop = Callable[
     [Any, Iterable[Entry], Any, dict[str, Any], "Children", int], Coroutine[Any, Any, None]
 ]
 """``child(signal, part, sender, payload, children, index)``: a compiled `run_part`."""
+InlineLoop = Callable[[Any, Iterable[Entry], Any, dict[str, Any]], Responses]
+"""``loop(signal, plan, sender, payload) -> responses``: a compiled `run_in_order` for a
+plan of sync receivers, as a plain function (`inline_for`)."""
+EachLoop = Callable[[Any, Iterable[Entry], Any, Sequence[dict[str, Any]]], int]
+"""``each(signal, plan, sender, payloads) -> sent``: robust sends of *payloads* in turn over
+a plan of sync receivers, as a plain function (`each_for`)."""
 
 SEND_FRAME: Final = "asignals.send"
 GATHER_FRAME: Final = "asignals.gather"
@@ -76,7 +87,12 @@ _COMPREHENSIONS = sys.version_info >= (3, 12)
 Shape = tuple[str, ...] | None
 """A payload's names in order; ``None`` for the copy that passes ``**payload``."""
 
-_cache: dict[tuple[Shape, type, bool, bool, bool], Callable[..., Any]] = {}
+Form = Literal["send", "checked", "child", "inline", "each"]
+"""What a copy is: ``"send"`` (a coroutine), ``"checked"`` (a coroutine that checks the
+names), ``"child"`` (a gather's child), ``"inline"`` (a plain function) or ``"each"`` (a
+plain function over many payloads)."""
+
+_cache: dict[tuple[Shape, type, bool, Form], Callable[..., Any]] = {}
 _generic: set[CodeType] = set()  # the code of the copies that pass **payload
 _lock = threading.Lock()  # compiling is rare; two threads compiling one shape is harmless
 
@@ -89,18 +105,46 @@ def loop_for(shape: Shape, kind: type = tuple, robust: bool = False, checked: bo
     names (the same length) to `refit`: a send can then choose it by the payload's length
     alone (`AsyncSignal.send`).
     """
-    found = _cache.get((shape, kind, robust, checked, False))
+    form: Form = "checked" if checked else "send"
+    found = _cache.get((shape, kind, robust, form))
     if found is None:
-        found = _compile(shape, kind, robust, checked, child=False)
+        found = _compile(shape, kind, robust, form)
     return cast(Loop, found)
 
 
 def child_for(shape: Shape, kind: type, robust: bool) -> ChildLoop:
     """The loop as the body of a gather's child task (`run_part`), for these names."""
-    found = _cache.get((shape, kind, robust, False, True))
+    found = _cache.get((shape, kind, robust, "child"))
     if found is None:
-        found = _compile(shape, kind, robust, False, child=True)
+        found = _compile(shape, kind, robust, "child")
     return cast(ChildLoop, found)
+
+
+def inline_for(shape: Shape, robust: bool = False) -> InlineLoop:
+    """The loop for payloads with the names *shape* over a plan whose receivers are all
+    sync functions called inline (`asignals._plans.inline`), as a plain function: it runs
+    right here, in any thread, with or without an event loop, and returns the responses."""
+    found = _cache.get((shape, InlinePlan, robust, "inline"))
+    if found is None:
+        found = _compile(shape, InlinePlan, robust, "inline")
+    return cast(InlineLoop, found)
+
+
+def each_for(shape: Shape) -> EachLoop:
+    """The loop that makes many robust sends of one plan of sync receivers, one payload
+    with the names *shape* after another, right here, as a plain function
+    ``each(signal, plan, sender, payloads)``: what `inline_for`'s loop does for each
+    payload in turn, without its responses (a failure is logged and counted, as
+    ``send_robust`` does).
+
+    It stops before a payload when a send hook sees the signal's sends (a receiver started
+    a test's capture): it returns how many payloads it sent, and the caller sends the rest
+    through the hook.
+    """
+    found = _cache.get((shape, InlinePlan, True, "each"))
+    if found is None:
+        found = _compile(shape, InlinePlan, True, "each")
+    return cast(EachLoop, found)
 
 
 def takes_any_payload(loop: Callable[..., Any]) -> bool:
@@ -120,18 +164,17 @@ def spellable(shape: tuple[str, ...]) -> bool:
     )
 
 
-def _compile(
-    shape: Shape, kind: type, robust: bool, checked: bool, child: bool
-) -> Callable[..., Any]:
-    asked = (shape, kind, robust, checked, child)
+def _compile(shape: Shape, kind: type, robust: bool, form: Form) -> Callable[..., Any]:
+    asked = (shape, kind, robust, form)
     kind = kind if kind in (InlinePlan, AwaitPlan) else tuple  # any other tuple: a tuple
     if shape is not None and (not spellable(shape) or len(_cache) >= MAX_LOOPS):
-        checked, shape = False, None  # takes any payload: nothing to check
-    key = (shape, kind, robust, checked, child)
+        shape = None  # takes any payload: nothing to check
+        form = "send" if form == "checked" else form
+    key = (shape, kind, robust, form)
     with _lock:
         found = _cache.get(key)
         if found is None:
-            found = _cache[key] = _build(shape, kind, robust, checked, child)
+            found = _cache[key] = _build(shape, kind, robust, form)
         # Asked for a tuple subclass other than the two plan kinds (a plan a send hook
         # made): the same copy as for a plain tuple, kept under the class asked for too,
         # so that the next lookup finds it at once.
@@ -164,18 +207,21 @@ _RUN_IN_ORDER = _template(_loop.run_in_order)
 _RUN_PART = _template(_loop.run_part)
 
 
-def _build(
-    shape: Shape, kind: type, robust: bool, checked: bool, child: bool, register: bool = True
-) -> Any:
+def _build(shape: Shape, kind: type, robust: bool, form: Form, register: bool = True) -> Any:
+    child = form == "child"
     loop = _specialise(shape, kind, robust, as_part=child)
-    body = [*_unpack(shape, checked, robust), *loop]
+    body = [*_unpack(shape, form == "checked", robust), *loop]
     template = _RUN_PART if child else _RUN_IN_ORDER
     function = copy.deepcopy(template)
     function.args = _without_robust(template.args)
     function.returns = None
     function.body = _inline_into_part(body, robust) if child else body
-    _verify(function, kind, shape or ())
-    module = ast.fix_missing_locations(ast.Module(body=[function], type_ignores=[]))
+    if form == "each":
+        function.args.args[3].arg = "payloads"
+        function.body = _for_each(body)
+    built = _plain(function) if form in ("inline", "each") else function
+    _verify(built, kind, shape or ())
+    module = ast.fix_missing_locations(ast.Module(body=[built], type_ignores=[]))
     source = ast.unparse(module) + "\n"
     name = GATHER_FRAME if child else SEND_FRAME
     filename, first_line = _register(name, source) if register else (f"<{name}>", 1)
@@ -230,12 +276,34 @@ def _unpack(shape: Shape, checked: bool, robust: bool) -> list[ast.stmt]:
     return ast.parse(text).body
 
 
-def _verify(function: ast.AsyncFunctionDef, kind: type, shape: tuple[str, ...]) -> None:
+def _plain(function: ast.AsyncFunctionDef) -> ast.FunctionDef:
+    """*function* as a plain ``def`` (its body awaits nothing: `_verify` checks)."""
+    plain = ast.FunctionDef(
+        name=function.name,
+        args=function.args,
+        body=function.body,
+        decorator_list=[],
+        returns=None,
+        type_comment=None,
+    )
+    if sys.version_info >= (3, 12):  # pragma: no cover - the field is new in 3.12
+        plain.type_params = []
+    return plain
+
+
+def _verify(
+    function: ast.AsyncFunctionDef | ast.FunctionDef, kind: type, shape: tuple[str, ...]
+) -> None:
     """Fail loudly if a rewrite of `_Specialiser` no longer matched the template (it
     matches statements by their text): a copy must not read ``robust``, nor test the
-    receiver's kind when its plan's class says it."""
+    receiver's kind when its plan's class says it, nor await in a plain function."""
     names = {node.id for node in ast.walk(function) if isinstance(node, ast.Name)} - set(shape)
-    if "robust" in names or (kind is not tuple and {"SYNC", "ASYNC"} & names):
+    awaits = any(isinstance(node, ast.Await) for node in ast.walk(function))
+    if (
+        "robust" in names
+        or (kind is not tuple and {"SYNC", "ASYNC"} & names)
+        or (awaits and isinstance(function, ast.FunctionDef))
+    ):
         raise RuntimeError(
             "asignals._loops could not specialise the dispatch loop of asignals/_loop.py: "
             "a rewrite in _Specialiser no longer matches the template; update both together"
@@ -333,6 +401,46 @@ def _inline_into_part(loop: list[ast.stmt], robust: bool) -> list[ast.stmt]:
     return [s for s in Inline().visit(part).body if not isinstance(s, ast.Assert)]
 
 
+def _for_each(loop: list[ast.stmt]) -> list[ast.stmt]:
+    """A robust loop's statements (the payload's names unpacked first) as the body of a
+    loop over ``payloads`` that keeps no responses and counts the payloads it sent,
+    stopping before a payload once a send hook sees the signal's sends."""
+
+    class Drop(ast.NodeTransformer):
+        def visit_AnnAssign(self, node: ast.AnnAssign) -> Any:  # responses = []
+            return None if ast.unparse(node.target) == "responses" else node
+
+        def visit_Try(self, node: ast.Try) -> Any:  # try: return responses / finally: del
+            self.generic_visit(node)
+            return None if isinstance(node.body[0], ast.Return) else node
+
+        def visit_Assign(self, node: ast.Assign) -> Any:  # response = receiver(...)
+            return ast.Expr(node.value) if ast.unparse(node.targets[0]) == "response" else node
+
+        def visit_Expr(self, node: ast.Expr) -> Any:  # responses.append((receiver, ...))
+            call = node.value
+            if isinstance(call, ast.Call) and ast.unparse(call.func) == "responses.append":
+                pair = call.args[0]
+                assert isinstance(pair, ast.Tuple)
+                kept = pair.elts[1]  # log_failure(...) is kept; a plain response is not
+                return ast.Expr(kept) if isinstance(kept, ast.Call) else None
+            return node
+
+    kept = Drop().visit(ast.Module(body=copy.deepcopy(loop), type_ignores=[])).body
+    outer = ast.parse(
+        "sent = 0\n"
+        "for payload in payloads:\n"
+        "    if signal._hook is not None:\n"
+        "        return sent\n"
+        "    sent += 1\n"
+        "return sent\n"
+    ).body
+    each = outer[1]
+    assert isinstance(each, ast.For)
+    each.body[1:1] = kept
+    return outer
+
+
 def _without_robust(args: ast.arguments) -> ast.arguments:
     """The template's parameters without ``robust`` (fixed in a copy) and annotations."""
     kept = [ast.arg(a.arg) for a in args.args if a.arg != "robust"]
@@ -372,9 +480,15 @@ def _names_of_copies() -> frozenset[str]:
     for shape in (stand_ins[:1], stand_ins):
         for kind in (tuple, InlinePlan, AwaitPlan):
             for robust in (False, True):
-                for checked, child in ((False, False), (True, False), (False, True)):
-                    copy = _build(shape, kind, robust, checked, child, register=False)
+                for form in ("send", "checked", "child"):
+                    copy = _build(shape, kind, robust, form, register=False)
                     names |= _names_in((copy,))
+                if kind is InlinePlan:
+                    copy = _build(shape, kind, robust, "inline", register=False)
+                    names |= _names_in((copy,))
+            if kind is InlinePlan:
+                copy = _build(shape, kind, True, "each", register=False)
+                names |= _names_in((copy,))
     return frozenset(names - set(stand_ins)) | set(_ORDER_NAMES) | {"__debug__"}
 
 

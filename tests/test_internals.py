@@ -12,6 +12,7 @@ one thing that can say what it checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import threading
 import weakref
@@ -648,3 +649,93 @@ def test_eager_tasks_only_on_plain_loops_without_a_task_factory(factory: Any) ->
         assert _gather._builds_eager_tasks(other) is False
     finally:
         other.close()
+
+
+# -- the plain-function loops: a plan of sync receivers, one send or many -----------------
+
+
+def _sync_plan(sig: AsyncSignal, *receivers: Any) -> Any:
+    for receiver in receivers:
+        sig.connect(receiver, weak=False)
+    plan = prepare(sig, None, {"order": 0})
+    assert type(plan) is InlinePlan or all(call is SYNC for _, call in plan)
+    return plan
+
+
+def test_the_loop_of_sync_receivers_is_a_plain_function_that_answers_like_a_send(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sig = AsyncSignal("sync_only")
+
+    def first(signal: Any, sender: Any, order: int, **kwargs: Any) -> int:
+        return order + 1
+
+    def broken(**kwargs: Any) -> None:
+        raise ValueError("no stock")
+
+    plan = _sync_plan(sig, first, broken)
+    loop = _loops.inline_for(("order",), robust=True)
+    assert not asyncio.iscoroutinefunction(loop)
+    assert loop is _loops.inline_for(("order",), robust=True)  # compiled once
+    [(r1, one), (r2, error)] = loop(sig, plan, None, {"order": 41})
+    assert (r1, one, r2) == (first, 42, broken)
+    assert isinstance(error, ValueError)
+    assert sig.statistics().failures == 1
+    assert "no stock" in caplog.text
+    with pytest.raises(ValueError, match="no stock"):  # not robust: raised
+        _loops.inline_for(("order",))(sig, plan, None, {"order": 1})
+
+
+def test_many_sends_of_one_plan_run_in_order_robustly_without_responses() -> None:
+    sig = AsyncSignal("many")
+    seen: list[tuple[str, int]] = []
+
+    def first(order: int, **kwargs: Any) -> str:
+        seen.append(("first", order))
+        if order == 2:
+            raise ValueError("second order fails")
+        return "ignored"
+
+    def second(order: int, **kwargs: Any) -> None:
+        seen.append(("second", order))
+
+    plan = _sync_plan(sig, first, second)
+    each = _loops.each_for(("order",))
+    assert not asyncio.iscoroutinefunction(each)
+    assert each(sig, plan, None, [{"order": n} for n in (1, 2, 3)]) == 3
+    assert seen == [(name, n) for n in (1, 2, 3) for name in ("first", "second")]
+    assert sig.statistics().failures == 1
+
+
+def test_many_sends_stop_before_the_first_payload_a_send_hook_must_see() -> None:
+    """A receiver that starts a capture: the rest of the payloads are the hook's, and the
+    loop says how many it sent itself."""
+    sig = AsyncSignal("hooked")
+    seen: list[int] = []
+    captures = contextlib.ExitStack()
+
+    def starts_a_capture(order: int, **kwargs: Any) -> None:
+        seen.append(order)
+        if order == 2:
+            captures.enter_context(capture(sig))
+
+    plan = _sync_plan(sig, starts_a_capture)
+    with captures:
+        sent = _loops.each_for(("order",))(sig, plan, None, [{"order": n} for n in (1, 2, 3)])
+    assert sent == 2
+    assert seen == [1, 2]
+
+
+def test_payload_names_the_many_sends_loop_uses_itself_share_the_generic_copy() -> None:
+    sig = AsyncSignal("names")
+    got: list[dict[str, Any]] = []
+
+    def record(**kwargs: Any) -> None:
+        got.append({k: v for k, v in kwargs.items() if k not in ("signal", "sender")})
+
+    plan = _sync_plan(sig, record)
+    for name in ("payloads", "sent"):
+        each = _loops.each_for((name,))
+        assert _loops.takes_any_payload(each)
+        assert each(sig, plan, None, [{name: 1}, {name: 2}]) == 2
+    assert got == [{"payloads": 1}, {"payloads": 2}, {"sent": 1}, {"sent": 2}]

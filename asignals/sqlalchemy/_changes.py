@@ -60,8 +60,9 @@ def changes(
     if current is None:
         current = state.dict
     changeable = shape.changeable
-    for key, old in committed.items():
+    for key in committed:  # (cheaper than .items() for the one or two keys usual here)
         if key in changeable:
+            old = committed[key]
             # Absent after a flush: set to a SQL expression, which the flush ran and then
             # expired; the value is loaded before delivery (`_delivery`).
             new = current.get(key, UNREAD)

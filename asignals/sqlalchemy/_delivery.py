@@ -31,7 +31,6 @@ from ._seams import (
     in_worker_thread,
     prepare,
     send_robust_inline,
-    sync_only,
 )
 from ._signals import _ModelSignal, m2m_changed, post_delete, post_save
 from ._tracking import handle
@@ -179,7 +178,10 @@ def _after_commit(session: Session) -> None:
     frame = frames.pop(root, None) if root is not None else None
     if root is not None and frame is not None:
         _give_back_connections(root)
-        with continued(frame.trace):  # (nothing unless traced when it was flushed)
+        if frame.trace is None:  # (it is only set while traced)
+            deliver(frame)
+            return
+        with continued(frame.trace):
             deliver(frame)
 
 
@@ -248,6 +250,8 @@ handle(
 # -- sending --------------------------------------------------------------------------------
 
 Send = tuple[_ModelSignal, type, dict[str, Any]]
+Run = tuple[_ModelSignal, type, list[dict[str, Any]]]
+"""Consecutive sends of one signal from one sender: their payloads, in order."""
 
 
 def deliver(frame: Frame) -> None:
@@ -268,26 +272,27 @@ def deliver(frame: Frame) -> None:
     that could not start (a coroutine receiver and a sync Session on the event loop's own
     thread): logged once per commit, with the number of sends it hit.
     """
-    sends = _sends_of(frame)
-    if not sends:
+    runs = _runs_of(frame)
+    if not runs:
         return
     # Each (signal, class) pair's plan and compiled loop, looked up once: the deliveries of
     # one commit share one snapshot of the receivers, as the receivers of one send do.
     prepared: dict[tuple[SeamSignal, Any], Prepared] = {}
-    for signal, sender, payload in sends:
+    inline = True  # every send can run right here
+    for signal, sender, payloads in runs:
         if (signal, sender) not in prepared:
-            prepared[(signal, sender)] = prepare(signal, sender, payload)
-    # A send hook may add receivers to be awaited (a bridge's publish): such a send is
-    # never run as if all its receivers were sync.
-    inline = {
-        (signal, sender): sync_only(plan) and not signal._hooked()
-        for (signal, sender), (plan, _) in prepared.items()
-    }
+            found = prepared[(signal, sender)] = prepare(signal, sender, payloads[0])
+            inline = inline and found[1] is not None
+    if inline:
+        try:
+            send_robust_inline(runs, prepared)  # the hot path
+        except Exception as exc:  # pragma: no cover - send_robust catches receivers' errors
+            _log_failed([((runs[0][0], runs[0][1], runs[0][2][0]), exc)])
+        return
+    sends = [(signal, sender, payload) for signal, sender, payloads in runs for payload in payloads]
     failed: list[tuple[Send, Exception]] = []
     try:
-        if all(inline.values()):
-            send_robust_inline(sends, prepared)  # the hot path
-        elif in_greenlet():
+        if in_greenlet():
             failed = await_(_send_all(sends))
         elif in_worker_thread():
             failed = anyio.from_thread.run(_send_all, sends)
@@ -295,8 +300,8 @@ def deliver(frame: Frame) -> None:
             for send in sends:
                 signal, sender, payload = send
                 try:
-                    if inline[(signal, sender)]:
-                        send_robust_inline((send,), prepared)
+                    if prepared[(signal, sender)][1] is not None:
+                        send_robust_inline(((signal, sender, [payload]),), prepared)
                     else:
                         signal.send_robust_sync(sender, **payload)
                 except Exception as exc:
@@ -304,17 +309,21 @@ def deliver(frame: Frame) -> None:
     except Exception as exc:  # pragma: no cover - the bridge itself failed
         failed = [(sends[0], exc)]
     if failed:
-        (signal, _, payload), error = failed[0]
-        logger.error(
-            "asignals.sqlalchemy: could not deliver %d model signal(s) after the commit, "
-            "first %r for %r: %s: %s",
-            len(failed),
-            signal,
-            payload.get("instance"),
-            type(error).__name__,
-            error,
-            exc_info=error,
-        )
+        _log_failed(failed)
+
+
+def _log_failed(failed: list[tuple[Send, Exception]]) -> None:
+    (signal, _, payload), error = failed[0]
+    logger.error(
+        "asignals.sqlalchemy: could not deliver %d model signal(s) after the commit, "
+        "first %r for %r: %s: %s",
+        len(failed),
+        signal,
+        payload.get("instance"),
+        type(error).__name__,
+        error,
+        exc_info=error,
+    )
 
 
 async def _send_all(sends: list[Send]) -> list[tuple[Send, Exception]]:
@@ -328,27 +337,42 @@ async def _send_all(sends: list[Send]) -> list[tuple[Send, Exception]]:
     return failed
 
 
-def _sends_of(frame: Frame) -> list[Send]:
-    """The post_* sends a committed frame makes, in order (classes without receivers skipped)."""
-    sends: list[Send] = []
+def _runs_of(frame: Frame) -> list[Run]:
+    """The post_* sends a committed frame makes, in order, as runs of one signal from one
+    sender (classes without receivers skipped; an update whose changes were all undone
+    sends nothing)."""
+    runs: list[Run] = []
+    run: Run | None = None  # the last one: the next send of its signal and sender joins it
     table = interest()
     seen: Seen = {}
-    for found in frame.deliverable():
-        if isinstance(found, Bulk):
-            sends.append((found.signal, found.sender, found.payload))
-            continue
-        instance = found.instance
-        cls = type(instance)
-        saves, deletes, links, _ = seen.get(cls) or interest_of(
-            table, seen, instance_state(instance)
-        )
-        if isinstance(found, Saved):
+    for found in frame.records.values():
+        if isinstance(found, Saved):  # the common case first
+            instance = found.instance
+            cls = type(instance)
+            saves, deletes, _, _ = seen.get(cls) or interest_of(
+                table, seen, instance_state(instance)
+            )
             if found.deleted:
-                if deletes:
-                    sends.append((post_delete, cls, {"instance": instance}))
-            elif saves:
-                sends.append((post_save, cls, found.payload()))
+                if not deletes:
+                    continue
+                signal: _ModelSignal = post_delete
+                payload = {"instance": instance}
+            elif saves and (found.created or found.changes):
+                signal, payload = post_save, found.payload()
+            else:
+                continue
+            if run is not None and run[0] is signal and run[1] is cls:
+                run[2].append(payload)
+            else:
+                run = (signal, cls, [payload])
+                runs.append(run)
             continue
-        if links:
-            sends.extend((m2m_changed, cls, payload) for payload in found.payloads())
-    return sends
+        if isinstance(found, Bulk):
+            sends = [(found.signal, found.sender, found.payload)]
+        else:
+            cls = type(found.instance)
+            links = (seen.get(cls) or interest_of(table, seen, instance_state(found.instance)))[2]
+            sends = [(m2m_changed, cls, payload) for payload in found.payloads()] if links else []
+        runs.extend((signal, sender, [payload]) for signal, sender, payload in sends)
+        run = None
+    return runs

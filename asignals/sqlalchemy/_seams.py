@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import AsyncSignal, _trace
 from .. import _dispatch as dispatch
-from .._dispatch import Caller, Loop, Plan
+from .._dispatch import Caller, EachLoop, Plan
 from .._dispatch import Watch as Watch
 from .._dispatch import is_hooked as is_hooked
 from .._receivers import describe as describe
@@ -39,19 +39,21 @@ class SeamSignal(AsyncSignal):
         return dispatch.is_hooked(self)
 
 
-Prepared = tuple[Plan, Loop]
-"""A send's plan (without the send hooks) and the robust loop for its payload's names."""
+Prepared = tuple[Plan, EachLoop | None]
+"""A send's plan (without the send hooks) and, when it can run right here (every receiver
+a sync function called inline, and no send hook to see it), the loop that runs it
+robustly for many payloads of its names."""
 
 
 def prepare(signal: SeamSignal, sender: Any, payload: dict[str, Any]) -> Prepared:
-    """What a send of *payload* from *sender* runs, looked up once for many such sends."""
+    """What a send of *payload* from *sender* runs, looked up once for many such sends.
+
+    A send hook may add receivers to be awaited (a bridge's publish): a hooked send is
+    never run as if all its receivers were sync."""
     plan = dispatch.plan_for(signal, sender)
-    return plan, dispatch.loop_for(tuple(payload), type(plan), robust=True)
-
-
-def sync_only(plan: Plan) -> bool:
-    """Every receiver of *plan* is a sync function called inline."""
-    return dispatch.inline(plan)
+    if dispatch.is_hooked(signal) or not dispatch.inline(plan):
+        return plan, None
+    return plan, dispatch.each_for(tuple(payload))
 
 
 def send_inline(signal: SeamSignal, sender: Any, payload: dict[str, Any]) -> None:
@@ -67,40 +69,39 @@ def send_inline(signal: SeamSignal, sender: Any, payload: dict[str, Any]) -> Non
 
 
 def send_robust_inline(
-    sends: Iterable[tuple[SeamSignal, Any, dict[str, Any]]],
+    runs: Iterable[tuple[SeamSignal, Any, list[dict[str, Any]]]],
     prepared: Mapping[tuple[SeamSignal, Any], Prepared],
 ) -> None:
-    """``send_robust`` each of *sends*, whose prepared plans are all sync, right here.
+    """``send_robust`` each payload of *runs* (consecutive sends of one signal from one
+    sender), whose prepared plans are all sync, right here.
 
     What ``send_robust_sync`` does for such plans, without deciding again, for each send,
     which thread this is. A send hook sees (and may replace) each send of its signal.
     """
     traced = dispatch.traced()
-    for signal, sender, payload in sends:
-        plan: Plan
-        loop: Loop | None
-        plan, loop = prepared[signal, sender]
-        if dispatch.is_hooked(signal):
-            plan = dispatch.prepare(signal, sender, payload)  # maybe of another kind
-            loop = None
-        if not plan:
-            continue
-        if traced:
-            _send_traced(signal, "send_robust", plan, sender, payload)
-        elif loop is None:
-            dispatch.run_inline(signal, plan, sender, payload, robust=True)
-        else:
-            # What run_inline does with a loop at hand, without a call per send: the
-            # robust loop over sync receivers finishes at its first step.
-            coroutine = loop(signal, plan, sender, payload)
-            try:
-                coroutine.send(None)
-            except StopIteration:
+    for signal, sender, payloads in runs:
+        plan, each = prepared[signal, sender]
+        sent = 0
+        if each is not None and plan and not traced:
+            sent = each(signal, plan, sender, payloads)  # the hot path
+            if sent == len(payloads):
                 continue
-            coroutine.close()  # pragma: no cover - a plan of sync receivers never suspends
-            raise AssertionError(
-                f"{signal!r}: a send of sync receivers suspended"
-            )  # pragma: no cover
+        # The rest: through the send hook a receiver started (a capture), which sees each
+        # send, or traced, or not all of them sync.
+        for payload in payloads[sent:]:
+            if dispatch.is_hooked(signal):
+                _send_robust_one(signal, dispatch.prepare(signal, sender, payload), sender, payload)
+            else:
+                _send_robust_one(signal, plan, sender, payload)
+
+
+def _send_robust_one(signal: SeamSignal, plan: Plan, sender: Any, payload: dict[str, Any]) -> None:
+    if not plan:
+        return
+    if dispatch.traced():
+        _send_traced(signal, "send_robust", plan, sender, payload)
+    else:
+        dispatch.run_inline(signal, plan, sender, payload, robust=True)
 
 
 def _send_traced(
