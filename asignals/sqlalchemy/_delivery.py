@@ -94,21 +94,25 @@ def _before_commit(session: Session) -> None:
 
 def _prepare_commit(session: Session) -> None:
     session.info[_COMMITTING] = True
-    frames = _frames_of(session)
-    root = session.get_transaction()
-    frame = frames.get(root) if frames and root is not None else None
+    frame = _root_frame(session)
     if not durable.pending(frame):
-        _load_expired(session)
+        _load_expired(session, frame)
         return
     # Durable receivers (or outbox.send rows): what is pending is flushed now, so that
     # every event of the transaction is known when the rows are written (the commit's
     # own flush then finds nothing to do).
     session.flush()
-    _load_expired(session)
-    frames = _frames_of(session)
-    frame = frames.get(root) if frames and root is not None else None
+    frame = _root_frame(session)
+    _load_expired(session, frame)
     if frame is not None:
         durable.write(session, frame)
+
+
+def _root_frame(session: Session) -> Frame | None:
+    """The frame of the session's outermost transaction."""
+    frames = _frames_of(session)
+    root = session.get_transaction()
+    return frames.get(root) if frames and root is not None else None
 
 
 _EXPIRED = "asignals.sqlalchemy.expired"
@@ -128,17 +132,17 @@ def _after_flush_postexec(session: Session, flush_context: Any) -> None:
     (What an earlier flush expired is loaded at ``before_commit``.)"""
     states = session.info.pop(_EXPIRED, None)
     if states and session.info.get(_COMMITTING):
-        _load_expired(session, states)
+        _load_expired(session, _root_frame(session), states)
 
 
-def _load_expired(session: Session, only: list[InstanceState[Any]] | None = None) -> None:
-    """Load the expired columns of each object the commit will deliver (or of *only*
-    those), one SELECT each, for objects of classes with receivers only, and fill in the
-    new values of changes the flush wrote from SQL expressions. After the commit no SQL
-    is allowed, and the receivers must be able to read every column attribute."""
-    frames = _frames_of(session)
-    root = session.get_transaction()
-    frame = frames.get(root) if frames and root is not None else None
+def _load_expired(
+    session: Session, frame: Frame | None, only: list[InstanceState[Any]] | None = None
+) -> None:
+    """Load the expired columns of each object the commit will deliver (the records of the
+    outermost transaction's *frame*, or *only* those), one SELECT each, for objects of
+    classes with receivers only, and fill in the new values of changes the flush wrote
+    from SQL expressions. After the commit no SQL is allowed, and the receivers must be
+    able to read every column attribute."""
     if frame is None:
         return
     records = frame.records
@@ -205,11 +209,11 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
         session.info.pop(_COMMITTING, None)
         durable.discarded(session)
         return
+    if not transaction.nested:
+        return  # a flush's subtransaction (frames belong to savepoints and the root only)
     frames = _frames_of(session)
     if frames:
         _end_savepoint(frames, transaction)
-    if not transaction.nested:
-        return  # a flush's subtransaction
     root = _owner(transaction.parent)
     if root.parent is None and committing(root) and not session.in_nested_transaction():
         # The outermost transaction commits with savepoints open: the last of them is
@@ -220,10 +224,10 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
 def _end_savepoint(
     frames: dict[SessionTransaction, Frame], transaction: SessionTransaction
 ) -> None:
-    """A savepoint (or a subtransaction) ended: its frame joins its parent's if it was
-    released, and is dropped if it rolled back."""
+    """A savepoint ended: its frame joins its parent's if it was released, and is dropped
+    if it rolled back."""
     frame = frames.pop(transaction, None)
-    if frame is None or not (transaction.nested and frame.committed):
+    if frame is None or not frame.committed:
         return  # rolled back (or closed without a commit): deliver nothing
     parent = transaction.parent
     if parent is None:  # pragma: no cover - a savepoint always has a parent
