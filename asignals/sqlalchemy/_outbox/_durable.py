@@ -23,10 +23,13 @@ from sqlalchemy.exc import UnboundExecutionError
 from sqlalchemy.orm import Session
 
 from ... import AsyncSignal
+from ..._wire import dumps
 from .. import _signals  # (imports this module: its names are read when called)
 from .._compat import connections_of
 from .._frames import Bulk, Frame, Saved
 from . import _table
+from ._rows import model_sender, stamp
+from ._table import Row, by_position
 
 if TYPE_CHECKING:
     from ._outbox import Outbox
@@ -107,27 +110,29 @@ def pending(frame: Frame | None) -> bool:
 
 def write(session: Session, frame: Frame) -> None:
     """Insert the rows of the committing transaction (*frame*), before ``COMMIT``."""
-    rows: dict[tuple[Any, ...], tuple[Outbox, list[dict[str, Any]]]] = {}
-    for outbox, row in frame.sent:
-        rows.setdefault(outbox._key, (outbox, []))[1].append(row)
+    rows: dict[tuple[Any, ...], tuple[Outbox, list[Row]]] = {}
+    for outbox, sent in frame.sent:
+        rows.setdefault(outbox._key, (outbox, []))[1].append(by_position(sent))
     tables = {outbox._key: outbox for outbox in list(_outboxes)}  # one row per table
     mapper: Any = None
     if tables:
-        # Which outboxes want each (signal, class): asked once per commit.
-        wanting: dict[tuple[Any, type], list[tuple[tuple[Any, ...], Outbox]]] = {}
-        trace = frame.trace  # the transaction's first flush's (while traced)
+        # Which outboxes want each (signal, class), and its rows' sender: asked once per
+        # commit. The rows of one commit share their time (`stamp`) and trace.
+        wanting: dict[tuple[Any, type], tuple[str, list[Outbox]]] = {}
+        now = stamp()
+        trace = None if frame.trace is None else dumps(frame.trace)  # its first flush's
         for signal, cls, payload in _events(frame):
             mapper = mapper or cls
             found = wanting.get((signal, cls))
             if found is None:
-                found = wanting[(signal, cls)] = [
-                    (key, outbox)
-                    for key, outbox in tables.items()
-                    if outbox._durable_for(signal, cls)
-                ]
-            for key, outbox in found:
-                row = outbox._rows.model_row(signal, cls, payload, trace)
-                rows.setdefault(key, (outbox, []))[1].append(row)
+                found = wanting[(signal, cls)] = (
+                    model_sender(cls),
+                    [outbox for outbox in tables.values() if outbox._durable_for(signal, cls)],
+                )
+            sender, outboxes = found
+            for outbox in outboxes:
+                row = outbox._rows.model_row(signal, sender, payload, now, trace)
+                rows.setdefault(outbox._key, (outbox, []))[1].append(row)
     for outbox, written in rows.values():
         connection = _connection_for(session, outbox, mapper)
         _table.insert_rows(connection, outbox.table, written)
