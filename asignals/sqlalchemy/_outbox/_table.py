@@ -42,6 +42,8 @@ from sqlalchemy import (
     update,
 )
 
+from .._compat import executemany, plain_executemany, unobserved
+
 COLUMNS = (
     "id",
     "signal",
@@ -118,9 +120,10 @@ def by_position(row: dict[str, Any]) -> Row:
     return tuple(row[name] for name in WRITTEN)
 
 
-_inserts: dict[tuple[Table, type], tuple[str, bool]] = {}
-"""The INSERT of each table for each dialect and driver, compiled once: its SQL, and
-whether its parameters are named (else in the order of `WRITTEN`)."""
+_inserts: dict[tuple[Table, type], tuple[str, bool, bool]] = {}
+"""The INSERT of each table for each dialect and driver, compiled once: its SQL, whether
+its parameters are named (else in the order of `WRITTEN`), and whether the driver's
+``executemany`` may run it directly (`_compat.plain_executemany`)."""
 
 
 def insert_rows(connection: Connection, table: Table, rows: list[Row]) -> None:
@@ -128,17 +131,23 @@ def insert_rows(connection: Connection, table: Table, rows: list[Row]) -> None:
 
     On the commit's path: the statement is compiled once, and run as the driver's own
     ``executemany``, without SQLAlchemy's per-execution work (the columns need no type
-    processing: strings and NULL).
+    processing: strings and NULL). When something watches the connection's statements
+    (echo, ``before_cursor_execute`` listeners), it goes through ``exec_driver_sql``,
+    for them to see it.
     """
     dialect = connection.dialect
     found = _inserts.get((table, type(dialect)))
     if found is None:
         found = _inserts[(table, type(dialect))] = _compile_insert(table, dialect)
-    sql, named = found
-    connection.exec_driver_sql(sql, [by_column(row) for row in rows] if named else rows)
+    sql, named, plain = found
+    parameters: list[Any] = [by_column(row) for row in rows] if named else rows
+    if plain and unobserved(connection):
+        executemany(connection, sql, parameters)
+    else:
+        connection.exec_driver_sql(sql, parameters)
 
 
-def _compile_insert(table: Table, dialect: Dialect) -> tuple[str, bool]:
+def _compile_insert(table: Table, dialect: Dialect) -> tuple[str, bool, bool]:
     clock = now(dialect.name)
     statement = insert(table).values(
         created_at=clock, next_attempt_at=clock, attempts=literal_column("0"), dead=false()
@@ -149,7 +158,7 @@ def _compile_insert(table: Table, dialect: Dialect) -> tuple[str, bool]:
             f"the INSERT into {table.name!r} takes its parameters in the order "
             f"{compiled.positiontup}, not {WRITTEN}"
         )
-    return str(compiled), not compiled.positional
+    return str(compiled), not compiled.positional, plain_executemany(dialect)
 
 
 Leased = Any  # a Row (typed loosely: its columns are many)
