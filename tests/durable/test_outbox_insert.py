@@ -1,24 +1,28 @@
 """The commit's INSERT of outbox rows: the driver's own ``executemany`` when nothing
 watches the connection's statements, SQLAlchemy's ``exec_driver_sql`` when something does
 (echo, event listeners such as OpenTelemetry's SQLAlchemy instrumentation), and
-SQLAlchemy's errors either way. These tests also guard what asignals.sqlalchemy._compat
-reads of SQLAlchemy's private state for it: they fail if that changes."""
+SQLAlchemy's errors either way; which of a table's Outbox objects writes its rows; the
+relays the commit wakes. These tests also guard what asignals.sqlalchemy._compat reads of
+SQLAlchemy's private state for the INSERT: they fail if that changes."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
 from asignals.sqlalchemy import Outbox, post_save, track, untrack
 from asignals.sqlalchemy._compat import plain_executemany, unobserved
+from asignals.sqlalchemy._outbox import _durable
 from durable.conftest import reset
 from durable.models import Base, Dish
 
@@ -122,3 +126,53 @@ def test_only_drivers_whose_executemany_is_plain_are_called_directly() -> None:
         for url in ("sqlite+aiosqlite://", "postgresql+asyncpg://user@localhost/db")
     }
     assert found == {"sqlite+aiosqlite://": True, "postgresql+asyncpg://user@localhost/db": False}
+
+
+def test_an_outbox_object_dropped_leaves_its_table_to_another_of_that_table(
+    engine: Engine,
+) -> None:
+    """Outbox objects of one table share their durable receivers: when the one that wrote
+    the table's rows is gone, another writes them."""
+    outboxes = [Outbox(engine, metadata=Base.metadata) for _ in range(2)]
+    for n, outbox in enumerate(outboxes):
+        post_save.connect(saved, sender=Dish, outbox=outbox, dispatch_uid=n)
+    try:
+        assert commit(engine, outboxes[0]) == 1
+        (writer,) = [other for other in _durable._writers() if other._key == outboxes[0]._key]
+        outboxes.remove(writer)
+        del writer
+        gc.collect()
+        assert commit(engine, outboxes[0]) == 2
+    finally:
+        for n in range(2):
+            post_save.disconnect(sender=Dish, dispatch_uid=n)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_commit_wakes_the_running_relay_of_its_table_at_once(tmp_path: Path) -> None:
+    """The relay waits for the commits of this process (or the poll interval, long here):
+    a commit that wrote rows wakes it, and stops doing so when it stops."""
+    path = tmp_path / "wake.db"
+    reset(f"sqlite:///{path}")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    outbox = Outbox(engine, metadata=Base.metadata, poll_interval=60)
+    maker = async_sessionmaker(engine)
+    track(maker)
+    got = anyio.Event()
+
+    def on_save(sender: type, instance: Dish, **kwargs: Any) -> None:
+        got.set()
+
+    post_save.connect(on_save, sender=Dish, outbox=outbox)
+    try:
+        async with outbox:
+            async with maker.begin() as session:
+                session.add(Dish(name="soup"))
+            with anyio.fail_after(10):
+                await got.wait()
+        assert outbox._key not in _durable._relays
+    finally:
+        post_save.disconnect(on_save, sender=Dish)
+        untrack(maker)
+        await engine.dispose()
