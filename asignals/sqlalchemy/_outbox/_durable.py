@@ -149,9 +149,10 @@ def write(session: Session, frame: Frame) -> None:
     tables = _writers()
     mapper: Any = None
     if tables:
-        # Which outboxes want each (signal, class), and its rows' sender: asked once per
-        # commit. The rows of one commit share their time (`stamp`) and trace.
-        wanting: dict[tuple[Any, type], tuple[str, list[Outbox]]] = {}
+        # Which outboxes want each (signal, class), with the rows of their tables, and the
+        # rows' sender: asked once per commit. The rows of one commit share their time
+        # (`stamp`) and trace.
+        wanting: dict[tuple[Any, type], tuple[str, list[tuple[Outbox, list[Row]]]]] = {}
         now = stamp()
         trace = None if frame.trace is None else dumps(frame.trace)  # its first flush's
         for signal, cls, payload in _events(frame):
@@ -160,12 +161,15 @@ def write(session: Session, frame: Frame) -> None:
             if found is None:
                 found = wanting[(signal, cls)] = (
                     model_sender(cls),
-                    [outbox for outbox in tables if outbox._durable_for(signal, cls)],
+                    [
+                        (outbox, rows.setdefault(outbox._key, (outbox, []))[1])
+                        for outbox in tables
+                        if outbox._durable_for(signal, cls)
+                    ],
                 )
             sender, outboxes = found
-            for outbox in outboxes:
-                row = outbox._rows.model_row(signal, sender, payload, now, trace)
-                rows.setdefault(outbox._key, (outbox, []))[1].append(row)
+            for outbox, written in outboxes:
+                written.append(outbox._rows.model_row(signal, sender, payload, now, trace))
     for outbox, written in rows.values():
         connection = _connection_for(session, outbox, mapper)
         _table.insert_rows(connection, outbox.table, written)

@@ -208,8 +208,7 @@ class Rows:
         identity: Any = instance_state(instance).identity  # written already: its key is known
         key: Any = identity if identity is not None else primary_key(instance)
         if type(key) is tuple:
-            parts: list[Any] = list(key)
-            key = parts if len(parts) > 1 else parts[0]
+            key = key[0] if len(key) == 1 else list(key)
         return key if type(key) in _PLAIN else self.codecs.plain(key)
 
     def _plain(self, value: Any, signal: AsyncSignal[...], what: str, name: str = "") -> Any:
