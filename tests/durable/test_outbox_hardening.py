@@ -472,7 +472,7 @@ async def test_a_payload_that_cannot_be_built_is_a_failed_attempt_not_a_database
     stopped". Expected: a failed attempt with its real error, retried with backoff, and
     the next rows delivered meanwhile."""
     async with app_on(sqlite, max_attempts=2, backoff=0.05) as app:
-        from asignals.sqlalchemy._outbox import _table
+        from asignals.sqlalchemy._outbox import _rows, _table
 
         got: list[str] = []
 
@@ -485,9 +485,15 @@ async def test_a_payload_that_cannot_be_built_is_a_failed_attempt_not_a_database
                 session.add(Chef(id=2, name="bob"))
             async with app.maker.begin() as session:
                 await session.delete(await session.get(Chef, 2))
-            old = app.outbox._rows.model_row(post_delete, Chef, {"instance": Chef(id=1, name="x")})
-            old["payload"] = '{"pk":1,"values":{"id":1,"name":"ada","nickname":"a"}}'
-            old["id"] = "0" * 32  # the oldest row: leased first
+            row = app.outbox._rows.model_row(
+                post_delete, _rows.model_sender(Chef), {"instance": Chef(id=1, name="x")}, "0"
+            )
+            old = (
+                "0" * 32,  # the oldest row: leased first
+                *row[1:3],
+                '{"pk":1,"values":{"id":1,"name":"ada","nickname":"a"}}',
+                *row[4:],
+            )
             async with app.engine.begin() as connection:
                 await connection.run_sync(_table.insert_rows, app.outbox.table, [old])
             caplog.set_level(logging.ERROR, "asignals.outbox")

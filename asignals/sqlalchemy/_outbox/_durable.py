@@ -14,6 +14,7 @@ that got rows are woken; on rollback the rows are gone with the transaction.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -23,10 +24,13 @@ from sqlalchemy.exc import UnboundExecutionError
 from sqlalchemy.orm import Session
 
 from ... import AsyncSignal
+from ..._wire import dumps
 from .. import _signals  # (imports this module: its names are read when called)
 from .._compat import connections_of
 from .._frames import Bulk, Frame, Saved
 from . import _table
+from ._rows import model_sender, stamp
+from ._table import Row, by_position
 
 if TYPE_CHECKING:
     from ._outbox import Outbox
@@ -43,7 +47,17 @@ _outboxes: weakref.WeakSet[Outbox] = weakref.WeakSet()
 """The outboxes that have (or had) a durable receiver: a commit asks only these."""
 
 _all: weakref.WeakSet[Outbox] = weakref.WeakSet()
-"""Every outbox of this process: a commit that wrote rows wakes the relays of its table."""
+"""Every outbox of this process."""
+
+_tables: tuple[int, list[weakref.ref[Outbox]]] = (-1, [])
+"""One of `_outboxes` for each table, which writes its rows, and the `_version` it was
+chosen at: kept between commits (weakly, as `_outboxes` holds them), chosen again after a
+change (`_writers`)."""
+
+_relays: dict[tuple[Any, ...], tuple[Outbox, ...]] = {}
+"""The outboxes whose relay runs in this process, by table: a commit that wrote rows wakes
+those of its tables (replaced, never changed in place: commits in other threads read it)."""
+_relays_lock = threading.Lock()  # relays of several event loops (threads) start and stop
 
 _receivers: dict[tuple[Any, ...], dict[str, DurableReceivers]] = {}
 """The durable receivers of each outbox table (database and table name), by signal name:
@@ -51,7 +65,8 @@ shared by the `Outbox` objects of one table in this process, since a row does no
 which of them wrote it."""
 
 _version = 0
-"""Bumped whenever a durable receiver is connected or disconnected (`version`)."""
+"""Bumped whenever a durable receiver is connected or disconnected, or an outbox that
+writes a table's rows is gone (`version`)."""
 
 
 def receivers_of(key: tuple[Any, ...]) -> dict[str, DurableReceivers]:
@@ -69,6 +84,27 @@ def changed(outbox: Outbox) -> None:
     """*outbox*'s durable receivers changed (it has some now, maybe)."""
     global _version
     _outboxes.add(outbox)
+    _version += 1
+
+
+def _writers() -> list[Outbox]:
+    """One outbox of each table that has (or had) durable receivers: `_tables`, chosen
+    again after a change (or when one of them is gone)."""
+    global _tables
+    version, tables = _tables
+    if version != _version:
+        # Read the version first: a change while choosing (in another thread) makes the
+        # next commit choose again.
+        version = _version
+        chosen = {outbox._key: outbox for outbox in list(_outboxes)}
+        tables = [weakref.ref(outbox, _gone) for outbox in chosen.values()]
+        _tables = (version, tables)
+    return [outbox for ref in tables if (outbox := ref()) is not None]
+
+
+def _gone(ref: weakref.ref[Outbox]) -> None:
+    """An outbox of `_tables` is gone: another of its table (if any) writes its rows."""
+    global _version
     _version += 1
 
 
@@ -97,7 +133,7 @@ def disconnect(signal: AsyncSignal[...], receiver: Any, sender: Any, dispatch_ui
 
 
 _WROTE = "asignals.sqlalchemy.outbox.wrote"
-"""``session.info[_WROTE]``: the outboxes the committing transaction wrote rows to."""
+"""``session.info[_WROTE]``: the tables (keys) the committing transaction wrote rows to."""
 
 
 def pending(frame: Frame | None) -> bool:
@@ -107,32 +143,38 @@ def pending(frame: Frame | None) -> bool:
 
 def write(session: Session, frame: Frame) -> None:
     """Insert the rows of the committing transaction (*frame*), before ``COMMIT``."""
-    rows: dict[tuple[Any, ...], tuple[Outbox, list[dict[str, Any]]]] = {}
-    for outbox, row in frame.sent:
-        rows.setdefault(outbox._key, (outbox, []))[1].append(row)
-    tables = {outbox._key: outbox for outbox in list(_outboxes)}  # one row per table
+    rows: dict[tuple[Any, ...], tuple[Outbox, list[Row]]] = {}
+    for outbox, sent in frame.sent:
+        rows.setdefault(outbox._key, (outbox, []))[1].append(by_position(sent))
+    tables = _writers()
     mapper: Any = None
     if tables:
-        # Which outboxes want each (signal, class): asked once per commit.
-        wanting: dict[tuple[Any, type], list[tuple[tuple[Any, ...], Outbox]]] = {}
-        trace = frame.trace  # the transaction's first flush's (while traced)
+        # Which outboxes want each (signal, class), with the rows of their tables, and the
+        # rows' sender: asked once per commit. The rows of one commit share their time
+        # (`stamp`) and trace.
+        wanting: dict[tuple[Any, type], tuple[str, list[tuple[Outbox, list[Row]]]]] = {}
+        now = stamp()
+        trace = None if frame.trace is None else dumps(frame.trace)  # its first flush's
         for signal, cls, payload in _events(frame):
             mapper = mapper or cls
             found = wanting.get((signal, cls))
             if found is None:
-                found = wanting[(signal, cls)] = [
-                    (key, outbox)
-                    for key, outbox in tables.items()
-                    if outbox._durable_for(signal, cls)
-                ]
-            for key, outbox in found:
-                row = outbox._rows.model_row(signal, cls, payload, trace)
-                rows.setdefault(key, (outbox, []))[1].append(row)
+                found = wanting[(signal, cls)] = (
+                    model_sender(cls),
+                    [
+                        (outbox, rows.setdefault(outbox._key, (outbox, []))[1])
+                        for outbox in tables
+                        if outbox._durable_for(signal, cls)
+                    ],
+                )
+            sender, outboxes = found
+            for outbox, written in outboxes:
+                written.append(outbox._rows.model_row(signal, sender, payload, now, trace))
     for outbox, written in rows.values():
         connection = _connection_for(session, outbox, mapper)
         _table.insert_rows(connection, outbox.table, written)
     if rows:
-        session.info[_WROTE] = [outbox for outbox, _ in rows.values()]
+        session.info[_WROTE] = list(rows)
 
 
 def _connection_for(session: Session, outbox: Outbox, mapper: Any) -> Connection:
@@ -149,7 +191,8 @@ def _connection_for(session: Session, outbox: Outbox, mapper: Any) -> Connection
                 f"(Session(binds={{outbox.table: engine, ...}})) to the database of its models"
             ) from None
         connection = held[0][0]
-    if database_key(connection.engine.url) != outbox._key[:-1]:
+    engine = connection.engine
+    if engine is not outbox._sync_engine and database_key(engine.url) != outbox._key[:-1]:
         raise ValueError(
             f"{outbox!r}: its engine is for another database ({outbox.engine.url!r}) than the "
             f"session's ({connection.engine.url!r}); the rows must be written in the "
@@ -181,13 +224,27 @@ def all_outboxes() -> list[Outbox]:
     return list(_all)
 
 
+def relaying(outbox: Outbox, running: bool) -> None:
+    """*outbox*'s relay starts (*running*) or stops in this process: commits that write
+    rows to its table wake it (`committed`)."""
+    global _relays
+    with _relays_lock:
+        relays = dict(_relays)
+        others = tuple(other for other in relays.pop(outbox._key, ()) if other is not outbox)
+        if running:
+            others += (outbox,)
+        if others:
+            relays[outbox._key] = others
+        _relays = relays
+
+
 def committed(session: Session) -> None:
     """The transaction that wrote rows committed: wake this process's relays of them."""
     wrote = session.info.pop(_WROTE, None)
     if wrote:
-        keys = {outbox._key for outbox in wrote}
-        for outbox in list(_all):
-            if outbox._key in keys:
+        relays = _relays
+        for key in wrote:
+            for outbox in relays.get(key, ()):
                 outbox._committed()
 
 

@@ -190,6 +190,7 @@ class Outbox:
         self._database = Database(engine)
         self._rows = Rows(origin_name())
         sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        self._sync_engine = sync_engine
         # Which table this is: Outbox objects of one table share their durable receivers.
         self._key = (*_durable.database_key(sync_engine.url), table_name)
         self._receivers = _durable.receivers_of(self._key)

@@ -33,7 +33,7 @@ from ... import AsyncSignal, _trace, _wire
 from ..._delivery import Delivery, delivering
 from ..._dispatch import is_hooked
 from ..._receivers import describe
-from . import _table
+from . import _durable, _table
 from ._rows import MODEL_SIGNALS, Unknown, model_payload
 
 if TYPE_CHECKING:
@@ -163,6 +163,7 @@ class Relay:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         self.wakeup.bind()
+        _durable.relaying(self.outbox, True)
         task_status.started()
         try:
             while True:
@@ -185,6 +186,7 @@ class Relay:
                         self._failing = None
                 await self.wakeup.wait(self.outbox.poll_interval)
         finally:
+            _durable.relaying(self.outbox, False)
             self.wakeup.unbind()
 
     async def deliver_due(self) -> None:

@@ -15,7 +15,6 @@ import enum
 import itertools
 import json
 import os
-import random
 import socket
 import time
 import weakref
@@ -31,6 +30,7 @@ from ..._dispatch import named
 from .._changes import primary_key, shape_of
 from .._senders import lazy, object_at
 from .._signals import m2m_changed, post_delete, post_save
+from ._table import Row, by_column
 
 MODEL_TAG = "$model"
 ENUM = "enum"  # {"$type": "enum", "v": [class path, value]}
@@ -56,15 +56,31 @@ class Unknown(Exception):
 
 
 _counter = itertools.count()
-_random = random.Random(os.urandom(16))  # no system call per id
-os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(16)))  # each worker its own
+_suffix = ""
 
 
-def new_id() -> str:
-    """A row id: 32 hex digits that sort in the order this process made them (rows
-    written in one transaction share their time, so the relay orders them by id)."""
-    micros = time.time_ns() // 1000
-    return f"{micros:014x}{next(_counter) & 0xFFFFFF:06x}{_random.getrandbits(48):012x}"
+def _new_suffix() -> None:
+    global _suffix
+    _suffix = os.urandom(5).hex()
+
+
+_new_suffix()
+os.register_at_fork(after_in_child=_new_suffix)  # each worker its own
+
+
+def stamp() -> str:
+    """The time part of the ids of the rows written now: taken once per commit (or send)."""
+    return f"{time.time_ns() // 1000:014x}"
+
+
+def new_id(stamp: str) -> str:
+    """A row id: 32 hex digits, the *stamp* of its commit (microseconds), a counter and
+    a random part of this process's own (ids of other processes differ in it).
+
+    Ids of one stamp sort in the order this process made them: the rows of one commit
+    share their time in the table, so the relay orders them by id.
+    """
+    return f"{stamp}{next(_counter) & 0xFFFFFFFF:08x}{_suffix}"
 
 
 def origin_name() -> str:
@@ -74,6 +90,17 @@ def origin_name() -> str:
 
 def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+_model_senders: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
+
+
+def model_sender(cls: type) -> str:
+    """The sender column of the rows of events of the mapped class *cls*."""
+    sender = _model_senders.get(cls)
+    if sender is None:
+        sender = _model_senders[cls] = _wire.dumps({MODEL_TAG: class_path(cls)})
+    return sender
 
 
 def is_mapped_class(value: Any) -> bool:
@@ -87,7 +114,6 @@ class Rows:
         self.origin = origin
         self.codecs = _wire.Codecs()
         self.senders = _wire.Senders()
-        self._model_senders: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
         # Column types beyond the wire's own (a deleted row's values, changes):
         self.codecs.register(bytes, "bytes", _b64encode, _b64decode)
         self.codecs.register(datetime.time, "time", _isoformat, datetime.time.fromisoformat)
@@ -100,8 +126,9 @@ class Rows:
     def send_row(
         self, signal: AsyncSignal[...], sender: Any, payload: dict[str, Any]
     ) -> dict[str, Any]:
-        """The row of ``outbox.send(session, signal, sender, **payload)``; raises TypeError
-        for a sender or a payload item that cannot be stored."""
+        """The row of ``outbox.send(session, signal, sender, **payload)``, by column (as
+        the transaction's frame keeps it: `by_column`); raises TypeError for a sender or a
+        payload item that cannot be stored."""
         assert signal.name is not None
         if is_mapped_class(sender):
             wire_sender: Any = {MODEL_TAG: class_path(sender)}
@@ -118,17 +145,27 @@ class Rows:
         for key, value in payload.items():
             plain[key] = self._plain(value, signal, "payload item", key)
         # The trace of the code that sends (while traced): the delivery continues it.
-        return self._row(signal.name, wire_sender, _wire.escape(plain), _trace.capture())
+        trace = _trace.capture()
+        row = self._row(
+            signal.name,
+            _wire.dumps(wire_sender),
+            _wire.escape(plain),
+            None if trace is None else _wire.dumps(trace),
+            stamp(),
+        )
+        return by_column(row)
 
     def model_row(
         self,
         signal: AsyncSignal[...],
-        cls: type,
+        sender: str,
         payload: dict[str, Any],
-        trace: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """The row of a model signal's event for its durable receivers; raises TypeError
-        for a value that cannot be stored."""
+        stamp: str,
+        trace: str | None = None,
+    ) -> Row:
+        """The row of a model signal's event for its durable receivers: *sender* is its
+        class's `model_sender`, *stamp* the commit's `stamp`, *trace* the commit's trace
+        context as JSON. Raises TypeError for a value that cannot be stored."""
         assert signal.name is not None
         instance = payload["instance"]
         stored: dict[str, Any] = {"pk": self._key(instance)}
@@ -162,34 +199,16 @@ class Rows:
             stored["pk_set"] = [
                 self._plain(key, signal, "a key in pk_set") for key in payload["pk_set"]
             ]
-        sender = self._model_senders.get(cls)
-        if sender is None:
-            sender = self._model_senders[cls] = _wire.dumps({MODEL_TAG: class_path(cls)})
-        return self._row(signal.name, sender, stored, trace, encoded=True)
+        return self._row(signal.name, sender, stored, trace, stamp)
 
-    def _row(
-        self,
-        name: str,
-        sender: Any,
-        payload: Any,
-        trace: dict[str, str] | None,
-        encoded: bool = False,
-    ) -> dict[str, Any]:
-        return {
-            "id": new_id(),
-            "signal": name,
-            "sender": sender if encoded else _wire.dumps(sender),
-            "payload": _wire.dumps(payload),
-            "origin": self.origin,
-            "trace": None if trace is None else _wire.dumps(trace),
-        }
+    def _row(self, name: str, sender: str, payload: Any, trace: str | None, stamp: str) -> Row:
+        return (new_id(stamp), name, sender, _wire.dumps(payload), self.origin, trace)
 
     def _key(self, instance: Any) -> Any:
         identity: Any = instance_state(instance).identity  # written already: its key is known
         key: Any = identity if identity is not None else primary_key(instance)
         if type(key) is tuple:
-            parts: list[Any] = list(key)
-            key = parts if len(parts) > 1 else parts[0]
+            key = key[0] if len(key) == 1 else list(key)
         return key if type(key) in _PLAIN else self.codecs.plain(key)
 
     def _plain(self, value: Any, signal: AsyncSignal[...], what: str, name: str = "") -> Any:

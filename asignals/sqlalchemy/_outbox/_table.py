@@ -20,6 +20,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
+    Dialect,
     Float,
     Index,
     Integer,
@@ -40,6 +41,8 @@ from sqlalchemy import (
     true,
     update,
 )
+
+from .._compat import executemany, plain_executemany, unobserved
 
 COLUMNS = (
     "id",
@@ -102,33 +105,60 @@ def now(dialect: str) -> ColumnElement[float]:
 WRITTEN = ("id", "signal", "sender", "payload", "origin", "trace")
 """The columns a commit gives each new row (the others are set by the INSERT itself)."""
 
-_inserts: dict[tuple[Table, type], tuple[str, tuple[str, ...] | None]] = {}
-"""The INSERT of each table for each dialect and driver, compiled once: its SQL, and the
-order of its parameters (None: by name)."""
+Row = tuple[Any, ...]
+"""A new row's values (str, or None for no trace), in the order of `WRITTEN`: the order
+of the INSERT's parameters."""
 
 
-def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+def by_column(row: Row) -> dict[str, Any]:
+    """*row*'s values by column name (as the INSERT takes them with named parameters)."""
+    return dict(zip(WRITTEN, row, strict=True))
+
+
+def by_position(row: dict[str, Any]) -> Row:
+    """A row by column name (`by_column`) as a `Row`."""
+    return tuple(row[name] for name in WRITTEN)
+
+
+_inserts: dict[tuple[Table, type], tuple[str, bool, bool]] = {}
+"""The INSERT of each table for each dialect and driver, compiled once: its SQL, whether
+its parameters are named (else in the order of `WRITTEN`), and whether the driver's
+``executemany`` may run it directly (`_compat.plain_executemany`)."""
+
+
+def insert_rows(connection: Connection, table: Table, rows: list[Row]) -> None:
     """Write new rows, due at once (in the caller's transaction).
 
     On the commit's path: the statement is compiled once, and run as the driver's own
     ``executemany``, without SQLAlchemy's per-execution work (the columns need no type
-    processing: strings and NULL).
+    processing: strings and NULL). When something watches the connection's statements
+    (echo, ``before_cursor_execute`` listeners), it goes through ``exec_driver_sql``,
+    for them to see it.
     """
     dialect = connection.dialect
     found = _inserts.get((table, type(dialect)))
     if found is None:
-        clock = now(dialect.name)
-        statement = insert(table).values(
-            created_at=clock, next_attempt_at=clock, attempts=literal_column("0"), dead=false()
-        )
-        compiled = statement.compile(dialect=dialect, column_keys=list(WRITTEN))
-        order = tuple(compiled.positiontup or ()) if compiled.positional else None
-        found = _inserts[(table, type(dialect))] = (str(compiled), order)
-    sql, order = found
-    if order is None:
-        connection.exec_driver_sql(sql, rows)
+        found = _inserts[(table, type(dialect))] = _compile_insert(table, dialect)
+    sql, named, plain = found
+    parameters: list[Any] = [by_column(row) for row in rows] if named else rows
+    if plain and unobserved(connection):
+        executemany(connection, sql, parameters)
     else:
-        connection.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
+        connection.exec_driver_sql(sql, parameters)
+
+
+def _compile_insert(table: Table, dialect: Dialect) -> tuple[str, bool, bool]:
+    clock = now(dialect.name)
+    statement = insert(table).values(
+        created_at=clock, next_attempt_at=clock, attempts=literal_column("0"), dead=false()
+    )
+    compiled = statement.compile(dialect=dialect, column_keys=list(WRITTEN))
+    if compiled.positional and tuple(compiled.positiontup or ()) != WRITTEN:
+        raise AssertionError(  # pragma: no cover - SQLAlchemy binds them in column order
+            f"the INSERT into {table.name!r} takes its parameters in the order "
+            f"{compiled.positiontup}, not {WRITTEN}"
+        )
+    return str(compiled), not compiled.positional, plain_executemany(dialect)
 
 
 Leased = Any  # a Row (typed loosely: its columns are many)
