@@ -349,6 +349,9 @@ def _runs_of(frame: Frame) -> list[Run]:
     run: Run | None = None  # the last one: the next send of its signal and sender joins it
     table = interest()
     seen: Seen = {}
+    # With durable receivers about, a class may have nothing but those (an outbox's): its
+    # events reach no receiver here (nor a send hook), and make no send now.
+    reach: dict[type, tuple[bool, bool]] | None = {} if durable.active() else None
     for found in frame.records.values():
         if isinstance(found, Saved):  # the common case first
             instance = found.instance
@@ -356,6 +359,14 @@ def _runs_of(frame: Frame) -> list[Run]:
             saves, deletes, _, _ = seen.get(cls) or interest_of(
                 table, seen, instance_state(instance)
             )
+            if reach is not None:
+                here = reach.get(cls)
+                if here is None:
+                    here = reach[cls] = (
+                        saves and post_save.has_listeners(cls),
+                        deletes and post_delete.has_listeners(cls),
+                    )
+                saves, deletes = here
             if found.deleted:
                 if not deletes:
                     continue

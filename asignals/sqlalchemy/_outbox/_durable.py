@@ -180,25 +180,32 @@ def write(session: Session, frame: Frame) -> None:
 def _connection_for(session: Session, outbox: Outbox, mapper: Any) -> Connection:
     """The committing transaction's connection to the outbox's database; raises
     ValueError if the session writes elsewhere."""
+    transaction = session.get_transaction()
+    held = connections_of(transaction) if transaction is not None else []
+    if len(held) == 1 and _reaches(held[0][0], outbox):
+        return held[0][0]  # the common case: the one database the transaction writes to
     try:
         connection = session.connection(bind_arguments={"clause": outbox.table, "mapper": mapper})
     except UnboundExecutionError:
-        transaction = session.get_transaction()
-        held = connections_of(transaction) if transaction is not None else []
         if len(held) != 1:
             raise ValueError(
                 f"{outbox!r}: the session has no bind for the outbox table; bind it "
                 f"(Session(binds={{outbox.table: engine, ...}})) to the database of its models"
             ) from None
         connection = held[0][0]
-    engine = connection.engine
-    if engine is not outbox._sync_engine and database_key(engine.url) != outbox._key[:-1]:
+    if not _reaches(connection, outbox):
         raise ValueError(
             f"{outbox!r}: its engine is for another database ({outbox.engine.url!r}) than the "
             f"session's ({connection.engine.url!r}); the rows must be written in the "
             f"transaction of the change: give the Outbox an engine of that database"
         )
     return connection
+
+
+def _reaches(connection: Connection, outbox: Outbox) -> bool:
+    """*connection* is to the outbox's database."""
+    engine = connection.engine
+    return engine is outbox._sync_engine or database_key(engine.url) == outbox._key[:-1]
 
 
 def _events(frame: Frame) -> Iterator[tuple[AsyncSignal[...], type, dict[str, Any]]]:
