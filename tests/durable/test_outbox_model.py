@@ -167,6 +167,4 @@ def test_random_commits_rollbacks_and_relay_runs_deliver_what_the_model_says(
     assert left == []
     assert Counter(map(repr, delivered)) == Counter(map(repr, model.expected))  # once each
     for key in {event[1] for event in model.expected} - {None}:
-        assert [e for e in delivered if e[1] == key] == [
-            e for e in model.expected if e[1] == key
-        ]
+        assert [e for e in delivered if e[1] == key] == [e for e in model.expected if e[1] == key]
