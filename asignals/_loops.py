@@ -475,21 +475,24 @@ def _names_of_copies() -> frozenset[str]:
     ``KeyError`` would break the check of a one-name copy). Read off copies of every form,
     compiled for stand-in names, so that a change of the template or of the generator
     cannot leave a name out."""
-    names: set[str] = set()
     stand_ins = tuple(f"zz_stand_in_{index}" for index in range(2))
-    for shape in (stand_ins[:1], stand_ins):
-        for kind in (tuple, InlinePlan, AwaitPlan):
-            for robust in (False, True):
-                for form in ("send", "checked", "child"):
-                    copy = _build(shape, kind, robust, form, register=False)
-                    names |= _names_in((copy,))
-                if kind is InlinePlan:
-                    copy = _build(shape, kind, robust, "inline", register=False)
-                    names |= _names_in((copy,))
-            if kind is InlinePlan:
-                copy = _build(shape, kind, True, "each", register=False)
-                names |= _names_in((copy,))
-    return frozenset(names - set(stand_ins)) | set(_ORDER_NAMES) | {"__debug__"}
+    forms: list[tuple[type, bool, Form]] = [
+        (kind, robust, form)
+        for kind in (tuple, InlinePlan, AwaitPlan)
+        for robust in (False, True)
+        for form in ("send", "checked", "child")
+    ]
+    forms += [
+        (InlinePlan, False, "inline"),
+        (InlinePlan, True, "inline"),
+        (InlinePlan, True, "each"),
+    ]
+    names = _names_in(
+        _build(shape, kind, robust, form, register=False)
+        for shape in (stand_ins[:1], stand_ins)
+        for kind, robust, form in forms
+    )
+    return (names - set(stand_ins)) | set(_ORDER_NAMES) | {"__debug__"}
 
 
 _generated: dict[str, list[str]] = {}

@@ -287,47 +287,51 @@ def deliver(frame: Frame) -> None:
         if (signal, sender) not in prepared:
             found = prepared[(signal, sender)] = prepare(signal, sender, payloads[0])
             inline = inline and found[1] is not None
-    if inline:
-        try:
-            send_robust_inline(runs, prepared)  # the hot path
-        except Exception as exc:  # pragma: no cover - send_robust catches receivers' errors
-            _log_failed([((runs[0][0], runs[0][1], runs[0][2][0]), exc)])
-        return
-    sends = [(signal, sender, payload) for signal, sender, payloads in runs for payload in payloads]
     failed: list[tuple[Send, Exception]] = []
     try:
-        if in_greenlet():
-            failed = await_(_send_all(sends))
-        elif in_worker_thread():
-            failed = anyio.from_thread.run(_send_all, sends)
+        if inline:
+            send_robust_inline(runs, prepared)  # the hot path
         else:
-            for send in sends:
-                signal, sender, payload = send
-                try:
-                    if prepared[(signal, sender)][1] is not None:
-                        send_robust_inline(((signal, sender, [payload]),), prepared)
-                    else:
-                        signal.send_robust_sync(sender, **payload)
-                except Exception as exc:
-                    failed.append((send, exc))
+            failed = _send_elsewhere(runs, prepared)
     except Exception as exc:  # pragma: no cover - the bridge itself failed
-        failed = [(sends[0], exc)]
+        signal, sender, payloads = runs[0]
+        failed = [((signal, sender, payloads[0]), exc)]
     if failed:
-        _log_failed(failed)
+        (signal, _, payload), error = failed[0]
+        logger.error(
+            "asignals.sqlalchemy: could not deliver %d model signal(s) after the commit, "
+            "first %r for %r: %s: %s",
+            len(failed),
+            signal,
+            payload.get("instance"),
+            type(error).__name__,
+            error,
+            exc_info=error,
+        )
 
 
-def _log_failed(failed: list[tuple[Send, Exception]]) -> None:
-    (signal, _, payload), error = failed[0]
-    logger.error(
-        "asignals.sqlalchemy: could not deliver %d model signal(s) after the commit, "
-        "first %r for %r: %s: %s",
-        len(failed),
-        signal,
-        payload.get("instance"),
-        type(error).__name__,
-        error,
-        exc_info=error,
-    )
+def _send_elsewhere(
+    runs: list[Run], prepared: dict[tuple[SeamSignal, Any], Prepared]
+) -> list[tuple[Send, Exception]]:
+    """The sends of a commit some of whose receivers must be awaited (or a send hook sees):
+    each where it can run (see `deliver`); the sends that could not start."""
+    sends = [(signal, sender, payload) for signal, sender, payloads in runs for payload in payloads]
+    if in_greenlet():
+        failed: list[tuple[Send, Exception]] = await_(_send_all(sends))
+        return failed
+    if in_worker_thread():
+        return anyio.from_thread.run(_send_all, sends)
+    failed = []
+    for send in sends:
+        signal, sender, payload = send
+        try:
+            if prepared[(signal, sender)][1] is not None:
+                send_robust_inline(((signal, sender, [payload]),), prepared)
+            else:
+                signal.send_robust_sync(sender, **payload)
+        except Exception as exc:
+            failed.append((send, exc))
+    return failed
 
 
 async def _send_all(sends: list[Send]) -> list[tuple[Send, Exception]]:
@@ -349,24 +353,14 @@ def _runs_of(frame: Frame) -> list[Run]:
     run: Run | None = None  # the last one: the next send of its signal and sender joins it
     table = interest()
     seen: Seen = {}
-    # With durable receivers about, a class may have nothing but those (an outbox's): its
-    # events reach no receiver here (nor a send hook), and make no send now.
-    reach: dict[type, tuple[bool, bool]] | None = {} if durable.active() else None
     for found in frame.records.values():
         if isinstance(found, Saved):  # the common case first
             instance = found.instance
             cls = type(instance)
-            saves, deletes, _, _ = seen.get(cls) or interest_of(
+            # What reaches a receiver here (durable ones were written before the COMMIT).
+            _, _, _, _, (saves, deletes, _) = seen.get(cls) or interest_of(
                 table, seen, instance_state(instance)
             )
-            if reach is not None:
-                here = reach.get(cls)
-                if here is None:
-                    here = reach[cls] = (
-                        saves and post_save.has_listeners(cls),
-                        deletes and post_delete.has_listeners(cls),
-                    )
-                saves, deletes = here
             if found.deleted:
                 if not deletes:
                     continue
@@ -386,7 +380,9 @@ def _runs_of(frame: Frame) -> list[Run]:
             sends = [(found.signal, found.sender, found.payload)]
         else:
             cls = type(found.instance)
-            links = (seen.get(cls) or interest_of(table, seen, instance_state(found.instance)))[2]
+            _, _, _, _, (_, _, links) = seen.get(cls) or interest_of(
+                table, seen, instance_state(found.instance)
+            )
             sends = [(m2m_changed, cls, payload) for payload in found.payloads()] if links else []
         runs.extend((signal, sender, [payload]) for signal, sender, payload in sends)
         run = None

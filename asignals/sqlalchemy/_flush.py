@@ -125,7 +125,9 @@ def after_flush(session: Session, flush_context: Any) -> None:
         (False, [st for st in session.identity_map._modified if st not in deleted]),
     ):
         for state in states:
-            saves, deletes, links, shape = seen.get(state.class_) or interest_of(table, seen, state)
+            saves, deletes, links, shape, _ = seen.get(state.class_) or interest_of(
+                table, seen, state
+            )
             wanted = saves or deletes  # a saved object deleted later in the transaction
             if not (wanted or links):
                 continue
@@ -150,7 +152,7 @@ def after_flush(session: Session, flush_context: Any) -> None:
             if links:
                 _record_links(frame, flush_context, state, instance, shape)
     for state, instance in list(deleted.items()) if deleted else ():
-        saves, deletes, _, _ = seen.get(state.class_) or interest_of(table, seen, state)
+        saves, deletes, _, _, _ = seen.get(state.class_) or interest_of(table, seen, state)
         if saves or deletes:
             if frame is None:
                 frame = Frame()

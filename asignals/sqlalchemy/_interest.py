@@ -21,10 +21,12 @@ from ._outbox import _durable as durable
 from ._seams import Watch, is_hooked
 from ._signals import m2m_changed, post_delete, post_save
 
-Interest = tuple[bool, bool, bool, Shape]
+Interest = tuple[bool, bool, bool, Shape, tuple[bool, bool, bool]]
 """Whether post_save, post_delete and m2m_changed (for its many-to-many links) have
-receivers for a class, and the class's shape: what a flush records of its objects and what
-a commit sends."""
+receivers for a class, durable ones (an outbox's) included: what a flush records of its
+objects; the class's shape; and whether each of them reaches a receiver (or a send hook)
+in this process: what a commit sends (a class whose receivers are all durable has nothing
+to send then)."""
 
 Table = weakref.WeakKeyDictionary[Mapper[Any], Interest]
 """Keyed by mapper, not by class: a class mapped again (after ``clear_mappers()`` or
@@ -106,8 +108,19 @@ def interest_in(table: Table, state: InstanceState[Any]) -> Interest:
     """What the commit signals want of *state*'s class: asked, and kept in *table*."""
     cls = state.class_
     shape = shape_of(state)
-    links = bool(shape.many_to_many) and m2m_changed._wanted(cls)
-    found = table[state.mapper] = (post_save._wanted(cls), post_delete._wanted(cls), links, shape)
+    many = bool(shape.many_to_many)
+    here = (
+        post_save.has_listeners(cls),
+        post_delete.has_listeners(cls),
+        many and m2m_changed.has_listeners(cls),
+    )
+    found = table[state.mapper] = (
+        here[0] or post_save._wanted(cls),
+        here[1] or post_delete._wanted(cls),
+        here[2] or (many and m2m_changed._wanted(cls)),
+        shape,
+        here,
+    )
     return found
 
 
