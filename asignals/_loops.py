@@ -476,17 +476,15 @@ def _names_of_copies() -> frozenset[str]:
     compiled for stand-in names, so that a change of the template or of the generator
     cannot leave a name out."""
     stand_ins = tuple(f"zz_stand_in_{index}" for index in range(2))
+    coroutines: tuple[Form, ...] = ("send", "checked", "child")
     forms: list[tuple[type, bool, Form]] = [
         (kind, robust, form)
         for kind in (tuple, InlinePlan, AwaitPlan)
         for robust in (False, True)
-        for form in ("send", "checked", "child")
+        for form in coroutines
     ]
-    forms += [
-        (InlinePlan, False, "inline"),
-        (InlinePlan, True, "inline"),
-        (InlinePlan, True, "each"),
-    ]
+    forms.extend([(InlinePlan, False, "inline"), (InlinePlan, True, "inline")])
+    forms.append((InlinePlan, True, "each"))
     names = _names_in(
         _build(shape, kind, robust, form, register=False)
         for shape in (stand_ins[:1], stand_ins)
